@@ -1,0 +1,1 @@
+"""Shared code of the MaintainX webhook backbone, shipped to every function as a layer."""

@@ -1,0 +1,393 @@
+"""Consumer: run each queued event's handlers exactly once, record, retry, park.
+
+Per SQS batch (``ReportBatchItemFailures``):
+
+1. Parse every record into a ``WebhookEvent``. An unparseable or invalid one is a
+   permanent error: recorded FAILED with its reason, sent to the DLQ now, acked.
+2. Group records by entity (work order, work request); each group runs in
+   ``occurredAt`` order, groups run concurrently. When a record of a group fails,
+   the later records of that group are returned to the queue unprocessed, so one
+   entity's events are never applied out of order.
+3. Per event: claim it in EventsTable (one conditional write), run the handlers
+   that have not yet succeeded, record the outcome (one write).
+4. A failed record goes back through ``batchItemFailures``; its visibility timeout
+   is stretched exponentially by its receive count. On the last allowed receive an
+   alert is published on AlertsTopic; the queue's redrive then parks it in the DLQ.
+
+Why not Powertools' ``BatchProcessor``: it runs records one after another (or in
+asyncio, which boto3 cannot use), and cannot hold a group back when an earlier event
+of the same entity failed. We keep its response contract and use its SQS data
+classes; the concurrency is a thread pool, since every step is I/O on boto3 clients
+(which are thread-safe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel, Field
+
+from mx_webhooks import normalize
+from mx_webhooks.events import InvalidEvent, WebhookEvent, parse_event
+from mx_webhooks.observability import emit, logger
+from mx_webhooks.registry import Handler, PermanentError, Registry
+from mx_webhooks.store import COMPLETED, FAILED, EventStore, HandlerResult
+
+MAX_VISIBILITY_SECONDS = 43_200  # SQS limit: 12 hours
+
+
+class ConsumerConfig(BaseModel):
+    """The consumer's environment, validated at cold start."""
+
+    table_name: str = Field(alias="TABLE_NAME")
+    queue_url: str = Field(alias="QUEUE_URL")
+    dlq_url: str = Field(alias="DLQ_URL")
+    alert_topic_arn: str = Field(default="", alias="ALERT_TOPIC_ARN")
+    max_receive_count: int = Field(default=5, ge=1, le=1000, alias="MAX_RECEIVE_COUNT")
+    backoff_base_seconds: float = Field(default=10, ge=0, alias="BACKOFF_BASE_SECONDS")
+    backoff_cap_seconds: float = Field(default=900, ge=0, le=MAX_VISIBILITY_SECONDS, alias="BACKOFF_CAP_SECONDS")
+    backoff_jitter: float = Field(default=0.2, ge=0, le=1, alias="BACKOFF_JITTER")
+    lease_seconds: int = Field(default=960, ge=1, alias="LEASE_SECONDS")
+    event_ttl_days: int = Field(default=30, ge=1, alias="EVENT_TTL_DAYS")
+    max_workers: int = Field(default=10, ge=1, le=64, alias="CONSUMER_MAX_WORKERS")
+    time_margin_ms: int = Field(default=3000, ge=0, alias="HANDLER_TIME_MARGIN_MS")
+
+    model_config = {"populate_by_name": True, "extra": "ignore"}
+
+
+def backoff_seconds(
+    receive_count: int, base: float, cap: float, jitter: float, rng: Callable[[], float] = random.random
+) -> int:
+    """Visibility timeout for the next try: ``min(cap, base * 2**(n-1))``, minus up to ``jitter`` of it.
+
+    Jitter spreads retries of a burst that failed together (a downstream outage)
+    so they do not all come back in the same second.
+    """
+    delay = min(cap, base * (2 ** max(0, receive_count - 1)))
+    delay -= delay * jitter * rng()
+    return int(max(0, min(MAX_VISIBILITY_SECONDS, round(delay))))
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one record."""
+
+    message_id: str
+    event_id: str
+    event_type: str
+    result: str  # processed | duplicate | busy | ignored | failed | parked | held
+    error: str | None = None
+    duration_ms: int = 0
+
+    @property
+    def retry(self) -> bool:
+        return self.result in ("failed", "held")
+
+
+@dataclass(slots=True)
+class _Item:
+    record: dict[str, Any]
+    event: WebhookEvent | None
+    invalid: str | None
+
+    @property
+    def receive_count(self) -> int:
+        return int((self.record.get("attributes") or {}).get("ApproximateReceiveCount", "1"))
+
+    @property
+    def message_id(self) -> str:
+        return str(self.record.get("messageId", ""))
+
+
+def _attribute(record: dict[str, Any], name: str) -> str | None:
+    attribute = (record.get("messageAttributes") or {}).get(name) or {}
+    value = attribute.get("stringValue", attribute.get("StringValue"))
+    return str(value) if value is not None else None
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Consumer:
+    def __init__(
+        self,
+        config: ConsumerConfig,
+        store: EventStore,
+        registry: Registry,
+        sqs_client: Any,
+        sns_client: Any | None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.registry = registry
+        self.sqs = sqs_client
+        self.sns = sns_client
+
+    # -- batch -------------------------------------------------------------------------------
+    def process_batch(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        items = [self._parse(record) for record in event.get("Records") or []]
+        groups: dict[str, list[_Item]] = defaultdict(list)
+        for item in items:
+            key = item.event.entity_key if item.event else f"invalid:{item.message_id}"
+            groups[key].append(item)
+        for group in groups.values():
+            group.sort(key=lambda i: _sort_time(i.event))
+
+        outcomes: list[Outcome] = []
+        workers = min(self.config.max_workers, len(groups)) or 1
+        if workers == 1:
+            for group in groups.values():
+                outcomes.extend(self._run_group(group, context))
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="consumer") as pool:
+                for result in pool.map(lambda g: self._run_group(g, context), list(groups.values())):
+                    outcomes.extend(result)
+        failures = [{"itemIdentifier": o.message_id} for o in outcomes if o.retry]
+        return {"batchItemFailures": failures}
+
+    def _parse(self, record: dict[str, Any]) -> _Item:
+        source = _attribute(record, "source") or "default"
+        try:
+            event = parse_event(record.get("body") or "", event_id=_attribute(record, "eventId"), source=source)
+        except InvalidEvent as exc:
+            return _Item(record, None, str(exc))
+        return _Item(record, event, None)
+
+    def _run_group(self, group: list[_Item], context: Any) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        blocked_by: str | None = None
+        for item in group:
+            if blocked_by is not None:
+                event = item.event
+                assert event is not None  # invalid items are never grouped with others
+                outcomes.append(
+                    Outcome(item.message_id, event.event_id, event.type, "held", f"waiting for {blocked_by}")
+                )
+                continue
+            outcome = self._run_one(item, context)
+            outcomes.append(outcome)
+            if outcome.retry:
+                blocked_by = outcome.event_id
+        return outcomes
+
+    # -- one record --------------------------------------------------------------------------
+    def _run_one(self, item: _Item, context: Any) -> Outcome:
+        started = time.perf_counter()
+        if item.event is None:
+            outcome = self._park_invalid(item)
+        else:
+            logger.thread_safe_append_keys(event_id=item.event.event_id, correlation_id=item.event.event_id)
+            try:
+                outcome = self._process(item, item.event, context)
+            except Exception as exc:  # DynamoDB throttled/unavailable, lease lost...: retry the record
+                logger.exception("event processing error", extra={"event_type": item.event.type})
+                outcome = Outcome(item.message_id, item.event.event_id, item.event.type, "failed", _error_text(exc))
+        outcome.duration_ms = int((time.perf_counter() - started) * 1000)
+        if outcome.retry:
+            self._after_failure(item, outcome)
+        logger.info(
+            "event %s",
+            outcome.result,
+            extra={
+                "event_id": outcome.event_id,
+                "event_type": outcome.event_type,
+                "outcome": outcome.result,
+                "duration_ms": outcome.duration_ms,
+                "receive_count": item.receive_count,
+                "error": outcome.error,
+            },
+        )
+        logger.thread_safe_remove_keys(["event_id", "correlation_id"])
+        return outcome
+
+    def _process(self, item: _Item, event: WebhookEvent, context: Any) -> Outcome:
+        metric_type = event.type if event.is_known_type else normalize.UNKNOWN_TYPE
+        handlers = self.registry.handlers_for(event.types)
+        claim = self.store.claim(self._meta(item, event), ignored=not handlers)
+        if claim.kind != "claimed":
+            emit("EventDuplicate", eventType=metric_type)
+            return Outcome(
+                item.message_id, event.event_id, event.type, "duplicate" if claim.kind == "duplicate" else "busy"
+            )
+        if not handlers:
+            emit("EventIgnored", eventType=metric_type)
+            return Outcome(item.message_id, event.event_id, event.type, "ignored")
+
+        done = claim.succeeded_handlers
+        pending = [h for h in handlers if h.name not in done]
+        results: dict[str, HandlerResult] = {}
+        error: str | None = None
+        permanent = False
+        for index, handler in enumerate(pending):
+            remaining = context.get_remaining_time_in_millis() if context is not None else None
+            if remaining is not None and remaining < self.config.time_margin_ms:
+                error = f"not started {handler.name}: {remaining} ms left in this invocation"
+                break
+            result = self._run_handler(handler, event)
+            results[handler.name] = result
+            if result.status != "SUCCEEDED":
+                error = f"{handler.name}: {result.error}"
+                permanent = result.permanent
+                break
+            more_follow = index + 1 < len(pending)
+            if more_follow and not handler.idempotent:
+                self.store.checkpoint(event.event_id, claim.token, handler.name, result)
+                del results[handler.name]
+
+        if error is None:
+            self.store.finish(event.event_id, claim.token, status=COMPLETED, results=results)
+            emit("EventProcessed", eventType=metric_type)
+            if event.occurred_at is not None:
+                lag = (datetime.now(UTC) - event.occurred_at).total_seconds() * 1000
+                emit("ProcessingLag", value=max(0.0, lag), unit=MetricUnit.Milliseconds, eventType=metric_type)
+            return Outcome(item.message_id, event.event_id, event.type, "processed")
+
+        if permanent:
+            self.store.finish(event.event_id, claim.token, status=FAILED, results=results, error=error, parked=True)
+            return self._send_to_dlq(item, event.event_id, event.type, error)
+
+        last = item.receive_count >= self.config.max_receive_count
+        self.store.finish(event.event_id, claim.token, status=FAILED, results=results, error=error, parked=last)
+        emit("EventFailed", eventType=metric_type)
+        return Outcome(item.message_id, event.event_id, event.type, "failed", error)
+
+    def _run_handler(self, handler: Handler, event: WebhookEvent) -> HandlerResult:
+        started = time.perf_counter()
+        try:
+            handler(event)
+        except Exception as exc:
+            duration = int((time.perf_counter() - started) * 1000)
+            logger.warning(
+                "handler failed",
+                extra={"handler": handler.name, "error": _error_text(exc), "trace": traceback.format_exc(limit=5)},
+            )
+            emit("HandlerFailed", handler=handler.name)
+            emit("HandlerDuration", value=duration, unit=MetricUnit.Milliseconds, handler=handler.name)
+            return HandlerResult(
+                status="FAILED", duration_ms=duration, error=_error_text(exc), permanent=isinstance(exc, PermanentError)
+            )
+        duration = int((time.perf_counter() - started) * 1000)
+        emit("HandlerDuration", value=duration, unit=MetricUnit.Milliseconds, handler=handler.name)
+        return HandlerResult(status="SUCCEEDED", duration_ms=duration)
+
+    # -- failure paths -----------------------------------------------------------------------
+    def _park_invalid(self, item: _Item) -> Outcome:
+        body = item.record.get("body") or ""
+        event_id = _attribute(item.record, "eventId") or _fallback_id(body)
+        event_type = _attribute(item.record, "eventType") or normalize.UNKNOWN_TYPE
+        reason = item.invalid or "invalid event"
+        try:
+            self.store.record_invalid(
+                event_id,
+                {
+                    "eventType": event_type,
+                    "source": _attribute(item.record, "source") or "default",
+                    "payload": body[:200_000],
+                    "messageId": item.message_id,
+                },
+                reason,
+            )
+        except Exception as exc:
+            logger.exception("could not record an invalid event")
+            return Outcome(
+                item.message_id, event_id, event_type, "failed", f"{reason}; not recorded: {_error_text(exc)}"
+            )
+        return self._send_to_dlq(item, event_id, event_type, reason)
+
+    def _send_to_dlq(self, item: _Item, event_id: str, event_type: str, reason: str) -> Outcome:
+        """Park a permanent failure in the DLQ now; if that fails, let SQS retry it."""
+        attributes = {
+            name: {"DataType": value.get("dataType", "String"), "StringValue": value.get("stringValue", "")}
+            for name, value in (item.record.get("messageAttributes") or {}).items()
+            if value.get("stringValue") is not None
+        }
+        attributes["parkedReason"] = {"DataType": "String", "StringValue": reason[:1000] or "invalid"}
+        try:
+            self.sqs.send_message(
+                QueueUrl=self.config.dlq_url, MessageBody=item.record.get("body") or "-", MessageAttributes=attributes
+            )
+        except Exception as exc:
+            logger.exception("could not park in the DLQ")
+            return Outcome(item.message_id, event_id, event_type, "failed", f"{reason}; not parked: {_error_text(exc)}")
+        emit("EventParked", eventType=event_type if event_type in normalize.KNOWN_TYPES else normalize.UNKNOWN_TYPE)
+        logger.error("event parked in the DLQ", extra={"event_id": event_id, "reason": reason})
+        return Outcome(item.message_id, event_id, event_type, "parked", reason)
+
+    def _after_failure(self, item: _Item, outcome: Outcome) -> None:
+        """Back off this record's next try; alert when it was the last one allowed."""
+        receive_count = item.receive_count
+        if receive_count >= self.config.max_receive_count and outcome.result == "failed":
+            self._alert(outcome, receive_count)
+            return  # the redrive policy parks it in the DLQ; no point delaying that
+        delay = backoff_seconds(
+            receive_count, self.config.backoff_base_seconds, self.config.backoff_cap_seconds, self.config.backoff_jitter
+        )
+        receipt = item.record.get("receiptHandle")
+        if not receipt:
+            return
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.config.queue_url, ReceiptHandle=receipt, VisibilityTimeout=delay
+            )
+        except Exception:
+            logger.warning("could not set the backoff visibility", exc_info=True)
+
+    def _alert(self, outcome: Outcome, receive_count: int) -> None:
+        if not self.sns or not self.config.alert_topic_arn:
+            return
+        message = {
+            "alert": "MaintainX webhook event failed its last allowed attempt and is parked in the DLQ",
+            "eventId": outcome.event_id,
+            "eventType": outcome.event_type,
+            "error": outcome.error,
+            "receiveCount": receive_count,
+            "maxReceiveCount": self.config.max_receive_count,
+        }
+        try:
+            self.sns.publish(
+                TopicArn=self.config.alert_topic_arn,
+                Subject=f"MaintainX webhook {outcome.event_type} failed"[:100],
+                Message=json.dumps(message, indent=2),
+                MessageAttributes={"eventId": {"DataType": "String", "StringValue": outcome.event_id}},
+            )
+            emit("AlertPublished")
+        except Exception:
+            logger.exception("could not publish the failure alert", extra={"event_id": outcome.event_id})
+
+    @staticmethod
+    def _meta(item: _Item, event: WebhookEvent) -> dict[str, Any]:
+        received = _attribute(item.record, "receivedAt")
+        return {
+            "eventId": event.event_id,
+            "eventType": event.type,
+            "eventTypes": list(event.types),
+            "source": event.source,
+            "format": event.format,
+            "sourceEventType": event.source_event_type,
+            "entityKey": event.entity_key,
+            "occurredAt": event.occurred_at.isoformat() if event.occurred_at else None,
+            "receivedAt": received,
+            "payload": item.record.get("body"),
+        }
+
+
+def _sort_time(event: WebhookEvent | None) -> float:
+    if event is None or event.occurred_at is None:
+        return float("inf")
+    return event.occurred_at.timestamp()
+
+
+def _fallback_id(body: str) -> str:
+    return "invalid_" + hashlib.sha256(body.encode("utf-8", "replace")).hexdigest()[:40]

@@ -1,0 +1,207 @@
+"""Ingest: verify a delivery, queue it, answer fast.
+
+Runs on every webhook, on the public internet, and must answer MaintainX well inside
+its ~10 s timeout on a cold start. So: standard library plus boto3 and the Powertools
+logger only; no pydantic, no DynamoDB. Responses:
+
+| status | when |
+|---|---|
+| 202 | verified, queued: ``{"received": true, "eventId": ...}`` |
+| 400 | verified but the body is not a JSON object, or not valid base64 |
+| 401 | any signature/timestamp/source failure (generic body; reason logged + metric) |
+| 413 | body larger than ``MAX_BODY_BYTES`` |
+| 503 | the queue or the secret store is unavailable: MaintainX retries later |
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mx_webhooks import normalize
+from mx_webhooks.observability import emit, logger
+from mx_webhooks.secrets import SecretProvider, SecretsUnavailable
+from mx_webhooks.signature import DEFAULT_TOLERANCE_SECONDS, SignatureError, verify_body_signature
+
+DEFAULT_SOURCE = "default"
+DEFAULT_MAX_BODY_BYTES = 240_000  # SQS takes 256 KiB with attributes; keep room for them
+
+
+class ConfigError(Exception):
+    """A required environment variable is missing or invalid."""
+
+
+def _env(environ: Mapping[str, str], name: str, default: str | None = None) -> str:
+    value = environ.get(name, default)
+    if value is None:
+        raise ConfigError(f"environment variable {name} is required")
+    return value
+
+
+def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, str(default))
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    """The ingest function's environment, validated once at cold start.
+
+    A frozen dataclass rather than a pydantic model on purpose: importing pydantic
+    and building a model costs ingest's cold start more than the whole rest of its
+    code (see docs/benchmarks.md); the consumer and admin functions use pydantic.
+    """
+
+    queue_url: str
+    secret_arn: str
+    local_secrets_json: str
+    tolerance_seconds: int
+    max_body_bytes: int
+    verify_uri_signature: bool
+    public_base_url: str
+    secret_cache_seconds: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestConfig:
+        environ = os.environ if environ is None else environ
+        config = cls(
+            queue_url=_env(environ, "QUEUE_URL"),
+            secret_arn=_env(environ, "WEBHOOK_SECRET_ARN", ""),
+            local_secrets_json=_env(environ, "LOCAL_WEBHOOK_SECRETS", ""),
+            tolerance_seconds=_env_int(environ, "SIGNATURE_TOLERANCE_SECONDS", DEFAULT_TOLERANCE_SECONDS),
+            max_body_bytes=_env_int(environ, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            verify_uri_signature=_env(environ, "VERIFY_URI_SIGNATURE", "false").lower() == "true",
+            public_base_url=_env(environ, "PUBLIC_BASE_URL", "").rstrip("/"),
+            secret_cache_seconds=_env_int(environ, "SECRET_CACHE_SECONDS", 300),
+        )
+        if not config.secret_arn and not config.local_secrets_json:
+            raise ConfigError("set WEBHOOK_SECRET_ARN (or, for local use only, LOCAL_WEBHOOK_SECRETS)")
+        if config.tolerance_seconds <= 0 or config.max_body_bytes <= 0:
+            raise ConfigError("SIGNATURE_TOLERANCE_SECONDS and MAX_BODY_BYTES must be positive")
+        return config
+
+
+def response(status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "application/json", **(headers or {})},
+        "body": json.dumps(body, separators=(",", ":")),
+    }
+
+
+UNAUTHORIZED = {"error": "unauthorized"}
+
+
+class Ingestor:
+    """Turns API Gateway HTTP API (payload v2) events into queued deliveries."""
+
+    def __init__(self, config: IngestConfig, sqs_client: Any, secrets: SecretProvider | None = None) -> None:
+        self.config = config
+        self.sqs = sqs_client
+        self.secrets = secrets or SecretProvider(
+            config.secret_arn, config.local_secrets_json, max_age=config.secret_cache_seconds
+        )
+
+    def handle(self, event: Mapping[str, Any], now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        emit("WebhookReceived")
+        source = ((event.get("pathParameters") or {}).get("source") or DEFAULT_SOURCE).strip()
+        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        logger.append_keys(source=source)
+
+        raw = event.get("body") or ""
+        body = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+        if event.get("isBase64Encoded"):
+            try:
+                body = base64.b64decode(body, validate=True)
+            except (binascii.Error, ValueError):
+                return self._reject(400, "invalid_base64", "isBase64Encoded but the body is not base64")
+        if len(body) > self.config.max_body_bytes:
+            return self._reject(413, "body_too_large", f"{len(body)} bytes > {self.config.max_body_bytes}")
+
+        try:
+            secrets = self.secrets.secrets_for(source)
+        except SecretsUnavailable as exc:
+            logger.error("secret store unavailable", extra={"error": str(exc)})
+            emit("EnqueueFailed")
+            return response(503, {"error": "temporarily unavailable"}, {"retry-after": "30"})
+        if secrets is None:
+            return self._reject(401, "unknown_source", f"no secrets configured for source {source!r}")
+        try:
+            verified = verify_body_signature(
+                headers,
+                body,
+                secrets,
+                now=now,
+                tolerance=self.config.tolerance_seconds,
+                request_uri=self._request_uri(event) if self.config.verify_uri_signature else None,
+            )
+        except SignatureError as exc:
+            return self._reject(401, exc.reason, exc.detail)
+
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return self._reject(400, "invalid_json", "verified body is not JSON")
+        if not isinstance(payload, dict):
+            return self._reject(400, "not_an_object", f"verified body is a JSON {type(payload).__name__}")
+
+        event_id = normalize.derive_event_id(payload)
+        event_type = normalize.primary_type(payload)
+        logger.append_keys(event_id=event_id, correlation_id=event_id)
+        try:
+            self.sqs.send_message(
+                QueueUrl=self.config.queue_url,
+                MessageBody=body.decode("utf-8"),
+                MessageAttributes={
+                    "eventId": {"DataType": "String", "StringValue": event_id},
+                    "eventType": {"DataType": "String", "StringValue": event_type},
+                    "source": {"DataType": "String", "StringValue": source},
+                    "format": {"DataType": "String", "StringValue": verified.scheme},
+                    "receivedAt": {"DataType": "Number", "StringValue": f"{now:.3f}"},
+                },
+            )
+        except Exception:  # ClientError, EndpointConnectionError, timeouts: all mean "retry later"
+            logger.exception("enqueue failed", extra={"event_type": event_type})
+            emit("EnqueueFailed")
+            return response(503, {"error": "temporarily unavailable"}, {"retry-after": "5"})
+
+        emit("WebhookEnqueued", eventType=_metric_type(event_type))
+        logger.info(
+            "webhook enqueued",
+            extra={"event_type": event_type, "scheme": verified.scheme, "secret_index": verified.secret_index},
+        )
+        return response(202, {"received": True, "eventId": event_id})
+
+    def _reject(self, status: int, reason: str, detail: str) -> dict[str, Any]:
+        logger.warning("webhook rejected", extra={"reason": reason, "detail": detail, "status": status})
+        emit("WebhookRejected", reason=reason)
+        body = UNAUTHORIZED if status == 401 else {"error": _PUBLIC_ERRORS.get(status, "bad request")}
+        return response(status, body)
+
+    def _request_uri(self, event: Mapping[str, Any]) -> str:
+        """The full URI MaintainX posted to, for the URI signature."""
+        raw_path = event.get("rawPath") or ""
+        query = event.get("rawQueryString") or ""
+        base = self.config.public_base_url
+        if not base:
+            domain = (event.get("requestContext") or {}).get("domainName") or ""
+            base = f"https://{domain}"
+        return f"{base}{raw_path}" + (f"?{query}" if query else "")
+
+
+_PUBLIC_ERRORS = {400: "invalid payload", 413: "payload too large"}
+
+
+def _metric_type(event_type: str) -> str:
+    """Bound the metric's cardinality: unknown generic types count as ``unknown``."""
+    return event_type if event_type in normalize.KNOWN_TYPES else normalize.UNKNOWN_TYPE

@@ -1,0 +1,67 @@
+"""Handler registry: ``@on("workorder.created")``, several handlers per type, ``*`` for all.
+
+A handler is a plain function taking a ``WebhookEvent``. It runs at most once to
+completion per event: the consumer records each handler's success, and a retry runs
+only the handlers that have not succeeded. A handler that is safe to run twice can
+say ``idempotent=True``; it then saves the checkpoint write made after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+WILDCARD = "*"
+HandlerFunc = Callable[[Any], Any]
+
+
+class PermanentError(Exception):
+    """Raised by a handler when no retry can succeed (bad data, 4xx): park at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    name: str
+    func: HandlerFunc
+    types: tuple[str, ...]
+    idempotent: bool = False
+
+    def __call__(self, event: Any) -> Any:
+        return self.func(event)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._handlers: list[Handler] = []
+
+    def on(
+        self, *event_types: str, name: str | None = None, idempotent: bool = False
+    ) -> Callable[[HandlerFunc], HandlerFunc]:
+        """Register the decorated function for ``event_types`` (``"*"`` = every event)."""
+        if not event_types:
+            raise ValueError("on() needs at least one event type")
+
+        def decorator(func: HandlerFunc) -> HandlerFunc:
+            handler_name = name or f"{func.__module__.rsplit('.', 1)[-1]}.{func.__qualname__}"
+            if any(h.name == handler_name for h in self._handlers):
+                raise ValueError(f"a handler named {handler_name!r} is already registered")
+            self._handlers.append(Handler(handler_name, func, tuple(event_types), idempotent))
+            return func
+
+        return decorator
+
+    def handlers_for(self, event_types: Iterable[str]) -> list[Handler]:
+        """Handlers subscribed to any of ``event_types`` or to ``*``, in registration order."""
+        wanted = set(event_types) | {WILDCARD}
+        return [h for h in self._handlers if wanted.intersection(h.types)]
+
+    def names(self) -> list[str]:
+        return [h.name for h in self._handlers]
+
+    def clear(self) -> None:
+        self._handlers.clear()
+
+
+registry = Registry()
+on = registry.on
