@@ -8,10 +8,14 @@ import made here.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+import threading
 
 from aws_lambda_powertools.logging import Logger
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.base import SingleMetric
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "maintainx-webhooks")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MaintainXWebhooks")
@@ -39,20 +43,25 @@ METRIC_CATALOG: dict[str, tuple[str, ...]] = {
 }
 
 
+_write_lock = threading.Lock()
+
+
 def emit(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
     """Write one metric as an EMF line now, with ``service`` and the given dimensions.
 
-    ``single_metric`` flushes immediately and holds no shared state, so it is safe
-    from the consumer's worker threads and needs no ``log_metrics`` decorator.
+    Powertools builds and validates the EMF document (``SingleMetric``); we write it
+    ourselves in one locked call instead of ``single_metric``'s ``print``, because the
+    consumer emits from worker threads and ``print`` writes the newline separately,
+    which interleaves lines and breaks CloudWatch's EMF parsing.
     """
     expected = METRIC_CATALOG[name]
     if tuple(sorted(dimensions)) != tuple(sorted(expected)):
         raise ValueError(f"metric {name} takes dimensions {expected}, got {tuple(dimensions)}")
-    with single_metric(
-        name=name,
-        unit=unit,
-        value=value,
-        namespace=NAMESPACE,
-        default_dimensions={"service": SERVICE, **dimensions},
-    ):
-        pass
+    metric = SingleMetric(namespace=NAMESPACE)
+    metric.add_metric(name=name, unit=unit, value=value)
+    metric.add_dimension(name="service", value=SERVICE)
+    for dim_name, dim_value in dimensions.items():
+        metric.add_dimension(name=dim_name, value=dim_value)
+    line = json.dumps(metric.serialize_metric_set(), separators=(",", ":")) + "\n"
+    with _write_lock:
+        sys.stdout.write(line)

@@ -43,7 +43,7 @@ class Registry:
             raise ValueError("on() needs at least one event type")
 
         def decorator(func: HandlerFunc) -> HandlerFunc:
-            handler_name = name or f"{func.__module__.rsplit('.', 1)[-1]}.{func.__qualname__}"
+            handler_name = name or f"{func.__module__.rsplit('.', 1)[-1]}.{func.__name__}"
             if any(h.name == handler_name for h in self._handlers):
                 raise ValueError(f"a handler named {handler_name!r} is already registered")
             self._handlers.append(Handler(handler_name, func, tuple(event_types), idempotent))

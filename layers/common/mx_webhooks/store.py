@@ -136,7 +136,7 @@ class EventStore:
             "#ttl = :ttl",
         ]
         for index, (key, value) in enumerate(sorted(meta.items())):
-            if value is None:
+            if value is None or key == "eventId":
                 continue
             names[f"#m{index}"] = key
             values[f":m{index}"] = value

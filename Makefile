@@ -1,0 +1,83 @@
+# Targets a newcomer can guess. The README and .ci/run call these, nothing else.
+# Every target installs what it needs into .venv (python3.13, the Lambda runtime)
+# and .venv-sam (the SAM CLI, kept apart: it pins boto3 and cfn-lint narrowly).
+
+SHELL := /bin/bash
+PYTHON313 ?= $(shell command -v python3.13 2>/dev/null || ls $$HOME/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+# sam build looks for python3.13 on PATH
+export PATH := $(dir $(PYTHON313)):$(PATH)
+export SAM_CLI_TELEMETRY := 0
+export PYTHONPATH := $(CURDIR)/layers/common:$(CURDIR)
+PORT ?= 3000
+
+.PHONY: install install-sam run send test test-unit test-fast lint format typecheck validate build deploy bench events clean
+
+$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
+	@test -n "$(PYTHON313)" || { echo "python3.13 not found (pyenv install 3.13, or set PYTHON313=...)"; exit 1; }
+	$(PYTHON313) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+$(SAM_VENV)/.installed:
+	@test -n "$(PYTHON313)" || { echo "python3.13 not found"; exit 1; }
+	$(PYTHON313) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install -q aws-sam-cli==1.170.0
+	touch $@
+
+install-sam: $(SAM_VENV)/.installed
+
+## run: the whole flow on this machine (moto server, HTTP API on :$(PORT), consumer poller)
+run: install
+	$(PY) -m devtools.local_stack --port $(PORT)
+
+## send: sign and post a sample event to the local stack (TYPE=workorder.created FORMAT=maintainx)
+send: install
+	$(PY) -m devtools.send --url http://127.0.0.1:$(PORT)/webhooks/maintainx --type $(or $(TYPE),workorder.created) --format $(or $(FORMAT),maintainx)
+
+## test: everything CI runs: lint, template checks, sam build, all test tiers
+test: install install-sam lint validate build
+	$(PY) -m pytest -q
+
+## test-fast: unit and integration tests only
+test-fast: install
+	$(PY) -m pytest -q tests/unit tests/integration
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+validate: install install-sam
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint
+
+## build: sam build, then compile the layer's bytecode (Lambda's /opt is read-only, so
+## without .pyc files every cold start recompiles every import)
+build: install-sam
+	$(SAM) build
+	$(PYTHON313) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build/SharedLayer/python .aws-sam/build/IngestFunction .aws-sam/build/ConsumerFunction
+
+deploy: build
+	$(SAM) deploy $(if $(CONFIG_ENV),--config-env $(CONFIG_ENV),--guided)
+
+## events: re-sign the sample API events in events/ with the current time
+events: install
+	$(PY) -m devtools.sample_events --write
+
+bench: install install-sam build
+	$(PY) -m devtools.bench
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Developer tools: the local stack, the signed-webhook sender, sample events, benchmarks."""

@@ -1,0 +1,227 @@
+"""Shared fixtures: fake AWS credentials, moto, the stack's resources, events, contexts.
+
+Table key schemas are read from template.yaml so the schema has one source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+REGION = "us-east-1"
+
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "POWERTOOLS_SERVICE_NAME": "maintainx-webhooks",
+        "POWERTOOLS_METRICS_NAMESPACE": "MaintainXWebhooks",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+def load_template() -> dict[str, Any]:
+    from samtranslator.yaml_helper import yaml_parse
+
+    return yaml_parse((ROOT / "template.yaml").read_text())
+
+
+def table_definition(logical_id: str = "EventsTable") -> dict[str, Any]:
+    """CreateTable arguments for a table, from its definition in template.yaml."""
+    props = load_template()["Resources"][logical_id]["Properties"]
+    args: dict[str, Any] = {
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if props.get("GlobalSecondaryIndexes"):
+        args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    return args
+
+
+@dataclass
+class Stack:
+    """The AWS resources the functions use, created in moto."""
+
+    queue_url: str
+    dlq_url: str
+    table_name: str
+    topic_arn: str
+    alerts_queue_url: str  # subscribed to the topic, to see published alerts
+    max_receive_count: int
+
+    def env(self) -> dict[str, str]:
+        return {
+            "QUEUE_URL": self.queue_url,
+            "DLQ_URL": self.dlq_url,
+            "TABLE_NAME": self.table_name,
+            "ALERT_TOPIC_ARN": self.topic_arn,
+            "MAX_RECEIVE_COUNT": str(self.max_receive_count),
+        }
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def atomic_dynamodb(aws: None) -> Iterator[None]:
+    """Make moto's item writes atomic, as DynamoDB's are.
+
+    DynamoDB evaluates a condition and writes the item as one atomic step; moto's
+    in-process backend does not lock, so two threads can both pass a condition. The
+    concurrency tests serialise moto's writes to test our logic, not moto's.
+    """
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.Lock()
+    originals = {name: getattr(DynamoDBBackend, name) for name in ("update_item", "put_item")}
+
+    def locked(original: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return original(*args, **kwargs)
+
+        return wrapper
+
+    for name, original in originals.items():
+        setattr(DynamoDBBackend, name, locked(original))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, original)
+
+
+@pytest.fixture
+def stack(aws: None) -> Stack:
+    sqs = boto3.client("sqs", region_name=REGION)
+    dlq_url = sqs.create_queue(QueueName="events-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName="events",
+        Attributes={
+            "VisibilityTimeout": "360",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}),
+        },
+    )["QueueUrl"]
+    boto3.client("dynamodb", region_name=REGION).create_table(TableName="events", **table_definition())
+    sns = boto3.client("sns", region_name=REGION)
+    topic_arn = sns.create_topic(Name="alerts")["TopicArn"]
+    alerts_url = sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
+    alerts_arn = sqs.get_queue_attributes(QueueUrl=alerts_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=alerts_arn, Attributes={"RawMessageDelivery": "true"})
+    return Stack(queue_url, dlq_url, "events", topic_arn, alerts_url, max_receive_count=3)
+
+
+class LambdaContext:
+    function_name = "test-function"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    memory_limit_in_mb = 512
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    log_group_name = "/aws/lambda/test-function"
+    log_stream_name = "local"
+
+    def __init__(self, remaining_ms: int = 60_000) -> None:
+        self._remaining = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._remaining
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContext:
+    return LambdaContext()
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """An event from events/, e.g. ``load_event("ingest/maintainx-new-work-order.json")``."""
+    return json.loads((EVENTS / name).read_text())
+
+
+def sqs_record(
+    body: str,
+    *,
+    event_id: str | None = None,
+    event_type: str = "workorder.created",
+    source: str = "default",
+    receive_count: int = 1,
+    message_id: str | None = None,
+    receipt_handle: str = "",
+) -> dict[str, Any]:
+    """One record of an SQS event, as Lambda's event source mapping delivers it."""
+    import uuid
+
+    attributes = {
+        "eventType": {"stringValue": event_type, "dataType": "String", "stringListValues": [], "binaryListValues": []},
+        "source": {"stringValue": source, "dataType": "String", "stringListValues": [], "binaryListValues": []},
+    }
+    if event_id:
+        attributes["eventId"] = {
+            "stringValue": event_id,
+            "dataType": "String",
+            "stringListValues": [],
+            "binaryListValues": [],
+        }
+    return {
+        "messageId": message_id or str(uuid.uuid4()),
+        "receiptHandle": receipt_handle or uuid.uuid4().hex,
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": "1700000000000",
+            "SenderId": "AIDAEXAMPLE",
+            "ApproximateFirstReceiveTimestamp": "1700000000000",
+        },
+        "messageAttributes": attributes,
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:events",
+        "awsRegion": REGION,
+    }
+
+
+@pytest.fixture
+def sqs_batch() -> Callable[..., dict[str, Any]]:
+    def make(*records: dict[str, Any]) -> dict[str, Any]:
+        return {"Records": list(records)}
+
+    return make
+
+
+def receive_all(queue_url: str, *, attribute_names: bool = True) -> list[dict[str, Any]]:
+    """Drain every visible message of a queue (moto)."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    messages: list[dict[str, Any]] = []
+    while True:
+        batch = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"] if attribute_names else [],
+            AttributeNames=["All"],
+        ).get("Messages", [])
+        if not batch:
+            return messages
+        messages.extend(batch)
