@@ -3,7 +3,8 @@
 # and .venv-sam (the SAM CLI, kept apart: it pins boto3 and cfn-lint narrowly).
 
 SHELL := /bin/bash
-PYTHON313 ?= $(shell command -v python3.13 2>/dev/null || ls $$HOME/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
+# A real interpreter, not a pyenv shim (a shim put first on PATH re-enters itself).
+PYTHON313 ?= $(shell ls -d $$HOME/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1 | grep . || command -v python3.13)
 VENV := .venv
 PY := $(VENV)/bin/python
 SAM_VENV := .venv-sam
