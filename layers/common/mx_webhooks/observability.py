@@ -39,6 +39,8 @@ METRIC_CATALOG: dict[str, tuple[str, ...]] = {
     "HandlerFailed": ("handler",),
     "ProcessingLag": ("eventType",),
     "AlertPublished": (),
+    "EventRetried": (),
+    "DLQRedriven": (),
     "ExampleHandled": ("eventType",),
 }
 

@@ -45,6 +45,15 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def list_day(ts: float) -> str:
+    """The UTC day of ``firstSeenAt``: the partition key of the ``ByDay`` listing index.
+
+    Written with ``firstSeenAt`` in the same update (no extra DynamoDB call); one
+    partition per day keeps the index's writes spread out and bounds "since" queries.
+    """
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
 def to_item(values: dict[str, Any]) -> dict[str, Any]:
     return {k: _ser.serialize(v) for k, v in values.items()}
 
@@ -118,6 +127,7 @@ class EventStore:
             ":queued": QUEUED,
             ":now": int(now),
             ":now_iso": _iso(now),
+            ":day": list_day(now),
             ":lease": int(now + self.lease_seconds),
             ":token": token,
             ":zero": 0,
@@ -132,6 +142,7 @@ class EventStore:
             "attempts = if_not_exists(attempts, :zero) + :one",
             "updatedAt = :now_iso",
             "firstSeenAt = if_not_exists(firstSeenAt, :now_iso)",
+            "listDay = if_not_exists(listDay, :day)",
             "handlers = if_not_exists(handlers, :empty)",
             "#ttl = :ttl",
         ]
@@ -252,9 +263,10 @@ class EventStore:
         expression = "SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(values)))
         expression += (
             ", attempts = if_not_exists(attempts, :zero) + :one, firstSeenAt = if_not_exists(firstSeenAt, :now)"
+            ", listDay = if_not_exists(listDay, :day)"
         )
         attr_values = {f":a{i}": v for i, v in enumerate(values.values())}
-        attr_values.update({":zero": 0, ":one": 1, ":now": _iso(now), ":completed": COMPLETED})
+        attr_values.update({":zero": 0, ":one": 1, ":now": _iso(now), ":day": list_day(now), ":completed": COMPLETED})
         try:
             self.client.update_item(
                 TableName=self.table,
