@@ -84,6 +84,39 @@ def aws() -> Iterator[None]:
 
 
 @pytest.fixture
+def output(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """Everything the functions print (structured logs and EMF metrics), parsed.
+
+    The Powertools logger keeps the stream it was created with, and pytest swaps
+    ``sys.stdout`` per phase; route the handler to whatever ``sys.stdout`` is at
+    write time for the length of the test.
+    """
+    import sys
+
+    from mx_webhooks.observability import logger
+
+    class CurrentStdout:
+        def write(self, text: str) -> int:
+            return sys.stdout.write(text)
+
+        def flush(self) -> None:
+            sys.stdout.flush()
+
+    handler = logger.registered_handler
+    previous = handler.stream  # not setStream(): it flushes the old stream, which may be closed
+    handler.stream = CurrentStdout()
+
+    def lines() -> list[dict[str, Any]]:
+        text = capsys.readouterr().out
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+    try:
+        yield lines
+    finally:
+        handler.stream = previous
+
+
+@pytest.fixture
 def atomic_dynamodb(aws: None) -> Iterator[None]:
     """Make moto's item writes atomic, as DynamoDB's are.
 
