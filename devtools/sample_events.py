@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(content, indent=2) + "\n")
         print(
-            f"wrote {len(files)} files under {EVENTS.relative_to(ROOT)}/ (ingest events signed now, valid for 300 s by default)"
+            f"wrote {len(files)} files under {EVENTS.relative_to(ROOT)}/"
+            " (ingest events signed now, valid for 300 s by default)"
         )
         return 0
     stale = [p for p, c in files.items() if not p.exists() or _unsigned(json.loads(p.read_text())) != _unsigned(c)]
