@@ -68,7 +68,7 @@ validate: install install-sam
 ## without .pyc files every cold start recompiles every import)
 build: install-sam
 	$(SAM) build
-	$(PYTHON313) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build/SharedLayer/python .aws-sam/build/IngestFunction .aws-sam/build/ConsumerFunction
+	$(PYTHON313) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build/SharedLayer/python .aws-sam/build/*Function
 
 deploy: build
 	$(SAM) deploy $(if $(CONFIG_ENV),--config-env $(CONFIG_ENV),--guided)
