@@ -213,7 +213,9 @@ class EventStore:
         now: float,
         release: bool = False,
     ) -> None:
-        names: dict[str, str] = {"#h": "handlers"}
+        # "#h" only when used: DynamoDB rejects unused names, and a finish with no new
+        # results (every pending handler already succeeded) is legitimate.
+        names: dict[str, str] = {"#h": "handlers"} if results else {}
         values: dict[str, Any] = {":token": token, ":now_iso": _iso(now)}
         sets = ["updatedAt = :now_iso"]
         removes = ["leaseUntil"] if release else []

@@ -1,0 +1,101 @@
+"""AdminFunction: the IAM-authorised admin routes of AdminApi.
+
+Thin on purpose; the logic is ``mx_webhooks.admin``. Every domain error becomes a
+JSON ``{"error": ...}`` with its status here, in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from botocore.config import Config
+
+from mx_webhooks.admin import Admin, AdminConfig, AdminError, BadRequest, parse_bool
+from mx_webhooks.observability import logger
+
+CONFIG = AdminConfig.model_validate(os.environ)
+_aws = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=10)
+ADMIN = Admin(CONFIG, boto3.client("dynamodb", config=_aws), boto3.client("sqs", config=_aws))
+DEADLINE_MARGIN_MS = 5000
+
+app = APIGatewayHttpResolver()
+
+
+def _query() -> dict[str, str]:
+    return app.current_event.query_string_parameters or {}
+
+
+def _body() -> dict[str, Any]:
+    raw = app.current_event.decoded_body
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest("the request body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+@app.get("/admin/webhooks")
+def list_webhooks() -> dict[str, Any]:
+    q = _query()
+    return ADMIN.list_events(
+        status=q.get("status"),
+        event_type=q.get("type"),
+        source=q.get("source"),
+        since=q.get("since"),
+        limit=q.get("limit"),
+        cursor=q.get("cursor"),
+    )
+
+
+@app.get("/admin/webhooks/<event_id>")
+def show_webhook(event_id: str) -> dict[str, Any]:
+    return ADMIN.get_event(event_id)
+
+
+@app.post("/admin/webhooks/retry")
+def retry_failed() -> dict[str, Any]:
+    options = {**_query(), **_body()}
+    return ADMIN.retry_failed(
+        since=options.get("since"), limit=options.get("limit"), dry_run=parse_bool(options.get("dryRun"), "dryRun")
+    )
+
+
+@app.post("/admin/webhooks/<event_id>/retry")
+def retry_webhook(event_id: str) -> dict[str, Any]:
+    options = {**_query(), **_body()}
+    return ADMIN.retry(event_id, force=parse_bool(options.get("force"), "force"))
+
+
+@app.get("/admin/dlq")
+def peek_dlq() -> dict[str, Any]:
+    return ADMIN.peek_dlq(_query().get("max"))
+
+
+@app.post("/admin/dlq/redrive")
+def redrive_dlq() -> dict[str, Any]:
+    options = {**_query(), **_body()}
+    remaining_ms = app.lambda_context.get_remaining_time_in_millis() if app.lambda_context else 25_000
+    deadline = ADMIN.clock() + max(1.0, (remaining_ms - DEADLINE_MARGIN_MS) / 1000)
+    return ADMIN.redrive_dlq(max_messages=options.get("max"), deadline=deadline)
+
+
+@app.exception_handler(AdminError)
+def admin_error(exc: AdminError) -> Response:
+    logger.info("admin request refused", extra={"status": exc.status, "error": exc.message})
+    return Response(exc.status, content_types.APPLICATION_JSON, json.dumps({"error": exc.message}))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    caller = ((event.get("requestContext") or {}).get("authorizer") or {}).get("iam") or {}
+    logger.append_keys(caller=caller.get("userArn"), route=event.get("routeKey"))
+    return app.resolve(event, context)

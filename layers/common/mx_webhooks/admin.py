@@ -1,0 +1,602 @@
+"""Operate the pipeline: list, show and retry events; peek at and redrive the DLQ.
+
+Logic and data access in one place, used two ways: by the admin Lambda behind
+IAM-authorised HTTP routes (``functions/admin``), and by the admin CLI
+(``devtools/admin_cli.py``), which builds the same ``Admin`` on boto3 clients of the
+operator's own credentials. Takes clients, never creates them (no boto3 import).
+
+Listing reads the two GSIs of EventsTable, newest first, never a scan:
+
+- ``ByStatus`` (``status`` / ``firstSeenAt``) when a status is given;
+- ``ByDay`` (``listDay`` / ``firstSeenAt``) otherwise, walking back one UTC day
+  partition at a time, to ``since`` or the retention period.
+
+``since`` always means "first seen at or after". ``type`` and ``source`` are filter
+expressions on top of the index query; a page may then need several queries, which
+are bounded (``MAX_QUERIES_PER_PAGE``): a short page still carries a cursor.
+
+A retry sets the item QUEUED (the consumer may claim QUEUED events) and sends the
+stored raw payload with the attributes ingest uses. Handlers that already succeeded
+are skipped by the consumer as usual; ``force`` clears the per-handler results first
+so every handler runs again. The update comes before the send, so a consumer never
+sees the message before the item is claimable.
+
+DLQ redrive is a receive -> send -> delete loop instead of SQS's
+``StartMessageMoveTask``: that task is asynchronous (the caller would not learn how
+many messages moved) and is rate-limited per queue; the loop reports the count
+synchronously, stops before the Lambda's deadline and can be run again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field
+
+from mx_webhooks import normalize
+from mx_webhooks.observability import emit, logger
+from mx_webhooks.store import COMPLETED, FAILED, IGNORED, IN_PROGRESS, QUEUED, STATUSES, from_item, to_item
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+MAX_QUERIES_PER_PAGE = 40  # bounds the reads one list request costs when filters are sparse
+DEFAULT_BULK_RETRY = 100
+MAX_BULK_RETRY = 500
+MAX_PEEK = 50
+DEFAULT_REDRIVE = 1000
+MAX_REDRIVE = 10_000
+TTL_LAG_DAYS = 2  # DynamoDB deletes expired items within about 48 hours
+LISTED = (
+    "eventId",
+    "status",
+    "eventType",
+    "source",
+    "attempts",
+    "firstSeenAt",
+    "updatedAt",
+    "occurredAt",
+    "entityKey",
+    "lastError",
+    "parked",
+)
+_INTERNAL = {"claimToken", "listDay"}
+_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class AdminError(Exception):
+    """A request the admin cannot serve; ``status`` is the HTTP status it maps to."""
+
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(AdminError):
+    status = 400
+
+
+class NotFound(AdminError):
+    status = 404
+
+
+class Conflict(AdminError):
+    status = 409
+
+
+class AdminConfig(BaseModel):
+    """The admin function's environment (the CLI builds it from stack outputs)."""
+
+    table_name: str = Field(alias="TABLE_NAME")
+    queue_url: str = Field(alias="QUEUE_URL")
+    dlq_url: str = Field(alias="DLQ_URL")
+    retention_days: int = Field(default=30, ge=1, alias="EVENT_TTL_DAYS")
+
+    model_config = {"populate_by_name": True, "extra": "ignore"}
+
+
+# -- parsing helpers (shared by the HTTP routes and the CLI) ------------------------------------
+def parse_since(value: str | None, now: float) -> str | None:
+    """``since`` as the ISO string stored in ``firstSeenAt``.
+
+    Accepts an ISO 8601 date or date-time (naive means UTC) or a relative age such as
+    ``90m``, ``12h``, ``2d``.
+    """
+    if value is None or value == "":
+        return None
+    value = value.strip()
+    match = _RELATIVE.match(value)
+    if match:
+        moment = datetime.fromtimestamp(now, UTC) - timedelta(**{_UNITS[match[2]]: int(match[1])})
+    else:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError as exc:
+            raise BadRequest(
+                f"since: expected ISO 8601 (2026-09-14T10:00:00Z) or an age like 2h or 1d, got {value!r}"
+            ) from exc
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_int(value: Any, name: str, *, default: int, low: int, high: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(f"{name}: expected an integer from {low} to {high}, got {value!r}") from exc
+    if not low <= number <= high:
+        raise BadRequest(f"{name}: expected an integer from {low} to {high}, got {number}")
+    return number
+
+
+def parse_bool(value: Any, name: str) -> bool:
+    if value is None or value == "" or value is False:
+        return False
+    if value is True:
+        return True
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise BadRequest(f"{name}: expected true or false, got {value!r}")
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB's Decimals and sets as JSON-friendly numbers and lists."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [plain(v) for v in value]
+    return value
+
+
+def _iso_now(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _day(iso: str) -> str:
+    return iso[:10]
+
+
+def _previous_day(day: str) -> str:
+    return (datetime.strptime(day, "%Y-%m-%d") - timedelta(days=1)).strftime("%Y-%m-%d")
+
+
+class Admin:
+    def __init__(self, config: AdminConfig, dynamodb: Any, sqs: Any, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.dynamodb = dynamodb
+        self.sqs = sqs
+        self.clock = clock
+
+    # -- list ----------------------------------------------------------------------------------
+    def list_events(
+        self,
+        *,
+        status: str | None = None,
+        event_type: str | None = None,
+        source: str | None = None,
+        since: str | None = None,
+        limit: int | str | None = None,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """A page of events, newest first: ``{"items": [...], "nextCursor": str | None}``."""
+        now = self.clock()
+        page = parse_int(limit, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
+        if status is not None and status != "":
+            status = status.upper()
+            if status not in STATUSES:
+                raise BadRequest(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
+        else:
+            status = None
+        since_iso = parse_since(since, now)
+        filters = {"status": status, "type": event_type or None, "source": source or None, "since": since_iso}
+        state = self._decode_cursor(cursor, filters)
+
+        filter_expr, names, values = self._filters(event_type or None, source or None)
+        if status is not None:
+            items, next_state = self._page_by_status(status, since_iso, page, state, filter_expr, names, values)
+        else:
+            items, next_state = self._page_by_day(now, since_iso, page, state, filter_expr, names, values)
+        return {
+            "items": [{k: plain(item[k]) for k in LISTED if k in item} for item in items],
+            "nextCursor": self._encode_cursor(next_state, filters) if next_state else None,
+        }
+
+    @staticmethod
+    def _filters(event_type: str | None, source: str | None) -> tuple[str | None, dict[str, str], dict[str, Any]]:
+        parts: list[str] = []
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        if event_type:
+            parts.append("(eventType = :type OR contains(eventTypes, :type))")
+            values[":type"] = event_type
+        if source:
+            parts.append("#src = :source")
+            names["#src"] = "source"
+            values[":source"] = source
+        return (" AND ".join(parts) or None), names, values
+
+    def _query(
+        self,
+        index: str,
+        key_expr: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        filter_expr: str | None,
+        limit: int,
+        start: dict[str, Any] | None,
+        forward: bool = False,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        args: dict[str, Any] = {
+            "TableName": self.config.table_name,
+            "IndexName": index,
+            "KeyConditionExpression": key_expr,
+            "ExpressionAttributeValues": to_item(values),
+            "ScanIndexForward": forward,
+            "Limit": limit,
+        }
+        if names:
+            args["ExpressionAttributeNames"] = names
+        if filter_expr:
+            args["FilterExpression"] = filter_expr
+        if start:
+            args["ExclusiveStartKey"] = to_item(start)
+        result = self.dynamodb.query(**args)
+        last = result.get("LastEvaluatedKey")
+        return [from_item(i) for i in result.get("Items", [])], (from_item(last) if last else None)
+
+    def _page_by_status(
+        self,
+        status: str,
+        since_iso: str | None,
+        page: int,
+        state: dict[str, Any],
+        filter_expr: str | None,
+        f_names: dict[str, str],
+        f_values: dict[str, Any],
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        key_expr = "#s = :status" + (" AND firstSeenAt >= :since" if since_iso else "")
+        names = {"#s": "status", **f_names}
+        values: dict[str, Any] = {":status": status, **f_values}
+        if since_iso:
+            values[":since"] = since_iso
+        items: list[dict[str, Any]] = []
+        start = state.get("k")
+        for _ in range(MAX_QUERIES_PER_PAGE):
+            batch, start = self._query("ByStatus", key_expr, names, values, filter_expr, page, start)
+            items.extend(batch)
+            if len(items) >= page or start is None:
+                break
+        if len(items) > page:
+            items = items[:page]
+            start = self._index_key(items[-1], "status")
+        return items, ({"k": start} if start else None)
+
+    def _page_by_day(
+        self,
+        now: float,
+        since_iso: str | None,
+        page: int,
+        state: dict[str, Any],
+        filter_expr: str | None,
+        f_names: dict[str, str],
+        f_values: dict[str, Any],
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        oldest = _day(_iso_now(now - (self.config.retention_days + TTL_LAG_DAYS) * 86400))
+        if since_iso:
+            oldest = max(oldest, _day(since_iso))
+        day: str = state.get("d") or _day(_iso_now(now))
+        start = state.get("k")
+        key_expr = "listDay = :day" + (" AND firstSeenAt >= :since" if since_iso else "")
+        items: list[dict[str, Any]] = []
+        for _ in range(MAX_QUERIES_PER_PAGE):
+            if day < oldest:
+                return items, None
+            values: dict[str, Any] = {":day": day, **f_values}
+            if since_iso:
+                values[":since"] = since_iso
+            batch, start = self._query("ByDay", key_expr, f_names, values, filter_expr, page, start)
+            items.extend(batch)
+            if len(items) > page:
+                items = items[:page]
+                return items, {"d": day, "k": self._index_key(items[-1], "listDay")}
+            if start is None:
+                day = _previous_day(day)
+            if len(items) == page:
+                return items, ({"d": day, "k": start} if day >= oldest else None)
+        return items, {"d": day, "k": start}
+
+    @staticmethod
+    def _index_key(item: dict[str, Any], partition: str) -> dict[str, Any]:
+        return {"eventId": item["eventId"], partition: item[partition], "firstSeenAt": item["firstSeenAt"]}
+
+    @staticmethod
+    def _encode_cursor(state: dict[str, Any], filters: dict[str, Any]) -> str:
+        raw = json.dumps({**state, "f": filters}, separators=(",", ":"), default=plain)
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @staticmethod
+    def _decode_cursor(cursor: str | None, filters: dict[str, Any]) -> dict[str, Any]:
+        if not cursor:
+            return {}
+        try:
+            state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest("cursor: not a cursor this API returned") from exc
+        if not isinstance(state, dict):
+            raise BadRequest("cursor: not a cursor this API returned")
+        if state.pop("f", None) != filters:
+            raise BadRequest("cursor: it belongs to a listing with other filters; repeat the same filters")
+        return state
+
+    # -- show ----------------------------------------------------------------------------------
+    def get_event(self, event_id: str) -> dict[str, Any]:
+        """Everything recorded about one event, the payload decoded when it is JSON."""
+        item = self._get(event_id)
+        if item is None:
+            raise NotFound(f"no event with id {event_id!r} (it may be older than the retention period)")
+        shown = {k: plain(v) for k, v in item.items() if k not in _INTERNAL}
+        if "ttl" in shown:
+            shown["expiresAt"] = _iso_now(float(shown.pop("ttl")))
+        if "leaseUntil" in shown:
+            shown["leaseUntil"] = _iso_now(float(shown["leaseUntil"]))
+        payload = shown.get("payload")
+        if isinstance(payload, str):
+            with contextlib.suppress(ValueError):  # unparseable: show the raw text it was parked for
+                shown["payload"] = json.loads(payload)
+        return shown
+
+    def _get(self, event_id: str) -> dict[str, Any] | None:
+        result = self.dynamodb.get_item(
+            TableName=self.config.table_name, Key={"eventId": {"S": event_id}}, ConsistentRead=True
+        )
+        return from_item(result["Item"]) if result.get("Item") else None
+
+    # -- retry ---------------------------------------------------------------------------------
+    def retry(self, event_id: str, *, force: bool = False) -> dict[str, Any]:
+        """Re-enqueue one event. Succeeded handlers are not rerun unless ``force``."""
+        now = self.clock()
+        item = self._get(event_id)
+        if item is None:
+            raise NotFound(f"no event with id {event_id!r}")
+        status = item.get("status")
+        lease_live = status == IN_PROGRESS and float(item.get("leaseUntil", 0)) >= now
+        if lease_live:
+            raise Conflict(f"event {event_id} is being processed right now; try again when its lease ends")
+        if status in (COMPLETED, IGNORED) and not force:
+            raise Conflict(
+                f"event {event_id} is {status}; its handlers already ran. Use force=true to run them all again"
+            )
+        payload = item.get("payload")
+        if not isinstance(payload, str) or not payload:
+            raise Conflict(f"event {event_id} has no stored payload to re-enqueue")
+
+        sets = ["#s = :queued", "updatedAt = :now", "retryRequestedAt = :now"]
+        values: dict[str, Any] = {":queued": QUEUED, ":now": _iso_now(now), ":observed": status}
+        if force:
+            sets.append("handlers = :empty")
+            values[":empty"] = {}
+        condition = "#s = :observed"
+        if status == IN_PROGRESS:
+            condition += " AND leaseUntil < :epoch"
+            values[":epoch"] = int(now)
+        try:
+            self.dynamodb.update_item(
+                TableName=self.config.table_name,
+                Key={"eventId": {"S": event_id}},
+                UpdateExpression="SET " + ", ".join(sets) + " REMOVE parked, leaseUntil",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=to_item(values),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise Conflict(f"event {event_id} changed while retrying it; look at it again") from exc
+            raise
+
+        event_type = str(item.get("eventType") or normalize.UNKNOWN_TYPE)
+        self.sqs.send_message(
+            QueueUrl=self.config.queue_url,
+            MessageBody=payload,
+            MessageAttributes=self._message_attributes(event_id, item, payload, now),
+        )
+        emit("EventRetried")
+        logger.info(
+            "event re-enqueued",
+            extra={"event_id": event_id, "previous_status": status, "force": force, "event_type": event_type},
+        )
+        return {"eventId": event_id, "status": QUEUED, "previousStatus": status, "force": force}
+
+    @staticmethod
+    def _message_attributes(event_id: str, item: dict[str, Any], payload: str, now: float) -> dict[str, Any]:
+        event_format = item.get("format")
+        if event_format not in ("maintainx", "generic"):
+            try:
+                decoded = json.loads(payload)
+                event_format = normalize.payload_format(decoded) if isinstance(decoded, dict) else "generic"
+            except ValueError:
+                event_format = "generic"
+
+        def text(value: Any) -> dict[str, str]:
+            return {"DataType": "String", "StringValue": str(value)}
+
+        return {
+            "eventId": text(event_id),
+            "eventType": text(item.get("eventType") or normalize.UNKNOWN_TYPE),
+            "source": text(item.get("source") or "default"),
+            "format": text(event_format),
+            "receivedAt": {"DataType": "Number", "StringValue": f"{now:.3f}"},
+        }
+
+    def retry_failed(
+        self, *, since: str | None, limit: int | str | None = None, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Re-enqueue every FAILED event first seen since ``since``, oldest first, at most ``limit``."""
+        now = self.clock()
+        since_iso = parse_since(since, now)
+        if since_iso is None:
+            raise BadRequest("since is required (ISO 8601 or an age like 12h): a bulk retry must be bounded")
+        most = parse_int(limit, "limit", default=DEFAULT_BULK_RETRY, low=1, high=MAX_BULK_RETRY)
+        names = {"#s": "status"}
+        values = {":status": FAILED, ":since": since_iso}
+        found: list[dict[str, Any]] = []
+        start = None
+        while len(found) <= most:
+            batch, start = self._query(
+                "ByStatus", "#s = :status AND firstSeenAt >= :since", names, values, None, most + 1, start, forward=True
+            )
+            found.extend(batch)
+            if start is None:
+                break
+        more = len(found) > most
+        chosen = [item["eventId"] for item in found[:most]]
+        if dry_run:
+            return {"since": since_iso, "dryRun": True, "wouldRetry": chosen, "more": more}
+
+        retried: list[str] = []
+        skipped: list[dict[str, str]] = []
+
+        def one(event_id: str) -> tuple[str, str | None]:
+            try:
+                self.retry(event_id)
+            except AdminError as exc:
+                return event_id, exc.message
+            except Exception as exc:  # keep going: report this one, retry the rest
+                logger.exception("bulk retry: one event failed", extra={"event_id": event_id})
+                return event_id, f"{type(exc).__name__}: {exc}"
+            return event_id, None
+
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="retry") as pool:
+            for event_id, error in pool.map(one, chosen):
+                if error is None:
+                    retried.append(event_id)
+                else:
+                    skipped.append({"eventId": event_id, "reason": error})
+        return {"since": since_iso, "retried": retried, "skipped": skipped, "more": more}
+
+    # -- DLQ -------------------------------------------------------------------------------------
+    def dlq_depth(self) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.config.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attributes.get("ApproximateNumberOfMessages", 0))
+
+    def peek_dlq(self, max_messages: int | str | None = None) -> dict[str, Any]:
+        """Up to ``max_messages`` parked messages, left in the DLQ (made visible again at once)."""
+        most = parse_int(max_messages, "max", default=10, low=1, high=MAX_PEEK)
+        seen: dict[str, dict[str, Any]] = {}
+        handles: list[str] = []
+        empty_polls = 0
+        while len(seen) < most and empty_polls < 2:
+            batch = self.sqs.receive_message(
+                QueueUrl=self.config.dlq_url,
+                MaxNumberOfMessages=min(10, most - len(seen)),
+                VisibilityTimeout=30,  # so one peek does not see a message twice
+                WaitTimeSeconds=0,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not batch:
+                empty_polls += 1
+            for message in batch:
+                handles.append(message["ReceiptHandle"])
+                seen.setdefault(message["MessageId"], self._describe(message))
+        self._release(handles)
+        return {"approximateDepth": self.dlq_depth(), "messages": list(seen.values())}
+
+    def _release(self, handles: list[str]) -> None:
+        for chunk in range(0, len(handles), 10):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                for i, handle in enumerate(handles[chunk : chunk + 10])
+            ]
+            try:
+                self.sqs.change_message_visibility_batch(QueueUrl=self.config.dlq_url, Entries=entries)
+            except ClientError:
+                logger.warning("could not release peeked DLQ messages; they reappear in 30 s", exc_info=True)
+
+    @staticmethod
+    def _describe(message: dict[str, Any]) -> dict[str, Any]:
+        attributes = {k: v.get("StringValue") for k, v in (message.get("MessageAttributes") or {}).items()}
+        system = message.get("Attributes") or {}
+        sent = system.get("SentTimestamp")
+        body = message.get("Body") or ""
+        return {
+            "messageId": message["MessageId"],
+            "eventId": attributes.get("eventId"),
+            "eventType": attributes.get("eventType"),
+            "source": attributes.get("source"),
+            "parkedReason": attributes.get("parkedReason"),
+            "sentAt": _iso_now(int(sent) / 1000) if sent else None,
+            "body": body if len(body) <= 2000 else body[:2000] + "...",
+        }
+
+    def redrive_dlq(self, *, max_messages: int | str | None = None, deadline: float | None = None) -> dict[str, Any]:
+        """Move parked messages back to the events queue; report how many moved.
+
+        Each message is sent to the queue before it is deleted from the DLQ, so a
+        failure in between duplicates (the consumer's claim absorbs that), never loses.
+        ``deadline`` (a ``clock()`` value) stops the loop early; run it again for the rest.
+        """
+        most = parse_int(max_messages, "max", default=DEFAULT_REDRIVE, low=1, high=MAX_REDRIVE)
+        moved = failed = 0
+        while moved + failed < most and (deadline is None or self.clock() < deadline):
+            batch = self.sqs.receive_message(
+                QueueUrl=self.config.dlq_url,
+                MaxNumberOfMessages=min(10, most - moved - failed),
+                VisibilityTimeout=60,
+                WaitTimeSeconds=1,  # a long poll asks every SQS server: an empty answer means empty
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not batch:
+                break
+            by_id = {str(i): message for i, message in enumerate(batch)}
+            sent = self.sqs.send_message_batch(
+                QueueUrl=self.config.queue_url,
+                Entries=[
+                    {"Id": i, "MessageBody": m["Body"], "MessageAttributes": self._requeue_attributes(m)}
+                    for i, m in by_id.items()
+                ],
+            )
+            ok = [entry["Id"] for entry in sent.get("Successful", [])]
+            failed += len(sent.get("Failed", []))
+            if ok:
+                self.sqs.delete_message_batch(
+                    QueueUrl=self.config.dlq_url,
+                    Entries=[{"Id": i, "ReceiptHandle": by_id[i]["ReceiptHandle"]} for i in ok],
+                )
+            moved += len(ok)
+        if moved:
+            emit("DLQRedriven", value=moved)
+        remaining = self.dlq_depth()
+        logger.info("DLQ redriven", extra={"moved": moved, "failed": failed, "remaining": remaining})
+        return {"moved": moved, "failed": failed, "remaining": remaining}
+
+    @staticmethod
+    def _requeue_attributes(message: dict[str, Any]) -> dict[str, Any]:
+        attributes = {}
+        for name, value in (message.get("MessageAttributes") or {}).items():
+            if name == "parkedReason" or value.get("StringValue") is None:
+                continue
+            attributes[name] = {"DataType": value["DataType"], "StringValue": value["StringValue"]}
+        return attributes
