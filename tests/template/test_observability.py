@@ -1,0 +1,213 @@
+"""The dashboard, the alarms and the code agree on every metric; the admin API is IAM-only.
+
+The custom metrics are defined once, in ``mx_webhooks.observability.METRIC_CATALOG``
+(name -> dimensions besides ``service``). These tests tie the three places that use
+them together: what the code emits (read from the source and run), what the
+dashboard shows, and what the alarms watch.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import re
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mx_webhooks import observability
+from tests.conftest import ROOT, load_template
+
+PACKAGE = ROOT / "layers" / "common" / "mx_webhooks"
+SEARCH = re.compile(r"""^SEARCH\('\{([^}]*)\} MetricName="([^"]+)"', '([^']+)', \d+\)$""")
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def globals_env(template) -> dict[str, str]:
+    return template["Globals"]["Function"]["Environment"]["Variables"]
+
+
+@pytest.fixture(scope="module")
+def dashboard(template) -> dict[str, Any]:
+    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    body = re.sub(r"\$\{([\w.:]+)\}", r"@\1@", body)
+    body = re.sub(r":\s*@[\w.:]+@", ": 0", body)  # a bare ${Parameter} number, e.g. an annotation
+    return json.loads(body)
+
+
+def _metric_rows(dashboard: dict[str, Any]) -> list[list[Any]]:
+    return [row for w in dashboard["widgets"] if w["type"] == "metric" for row in w["properties"]["metrics"]]
+
+
+def dashboard_custom_metrics(dashboard: dict[str, Any], namespace: str) -> dict[str, set[tuple[str, ...]]]:
+    """Custom metric name -> the dimension-name sets the dashboard reads it with.
+
+    A row is either ``[namespace, name, dim, value, ..., {options}]`` or a SEARCH
+    expression over an exact schema ``{namespace,dim,...} MetricName="name"``.
+    """
+    found: dict[str, set[tuple[str, ...]]] = {}
+    for row in _metric_rows(dashboard):
+        if isinstance(row[0], dict) and "expression" in row[0]:
+            match = SEARCH.match(row[0]["expression"])
+            assert match, f"unexpected expression {row[0]['expression']!r}: use an exact-schema SEARCH"
+            schema = [part.strip() for part in match[1].split(",")]
+            assert schema[0] == namespace, f"SEARCH in namespace {schema[0]}, the code emits to {namespace}"
+            found.setdefault(match[2], set()).add(tuple(sorted(schema[1:])))
+        elif row[0] == namespace:
+            parts = [p for p in row[2:] if not isinstance(p, dict)]
+            found.setdefault(row[1], set()).add(tuple(sorted(parts[0::2])))
+        else:
+            assert row[0].startswith("AWS/"), f"metric {row[1]} in unknown namespace {row[0]}"
+    return found
+
+
+def test_every_custom_metric_on_the_dashboard_is_emitted_with_those_dimensions_and_vice_versa(dashboard, globals_env):
+    # Given the namespace every function emits to (template Globals)
+    namespace = globals_env["POWERTOOLS_METRICS_NAMESPACE"]
+
+    # When the dashboard's custom metrics are read
+    shown = dashboard_custom_metrics(dashboard, namespace)
+
+    # Then each is in the catalog, read with exactly the catalog's dimensions plus service
+    for name, dimension_sets in shown.items():
+        assert name in observability.METRIC_CATALOG, f"the dashboard shows {name}, which no code emits"
+        expected = tuple(sorted(("service", *observability.METRIC_CATALOG[name])))
+        assert dimension_sets == {expected}, f"{name}: dashboard dimensions {dimension_sets}, emitted {expected}"
+    # and every catalogued metric has a place on the dashboard
+    assert set(observability.METRIC_CATALOG) - set(shown) == set()
+
+
+def test_explicit_dashboard_rows_use_the_service_name_the_functions_log_with(dashboard, globals_env):
+    namespace = globals_env["POWERTOOLS_METRICS_NAMESPACE"]
+    services = {row[3] for row in _metric_rows(dashboard) if row[0] == namespace}
+    assert services == {globals_env["POWERTOOLS_SERVICE_NAME"]}
+
+
+def test_alarms_watch_only_metrics_that_exist_and_notify_the_alerts_topic(template, globals_env):
+    namespace = globals_env["POWERTOOLS_METRICS_NAMESPACE"]
+    alarms = {k: r["Properties"] for k, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+    # The four alarms the operators rely on exist, each on the metric it names
+    watched = {}
+    for logical_id, props in alarms.items():
+        metrics = (
+            [props]
+            if "MetricName" in props
+            else [m["MetricStat"]["Metric"] for m in props["Metrics"] if "MetricStat" in m]
+        )
+        watched[logical_id] = {(m["Namespace"], m["MetricName"]) for m in metrics}
+        # a custom metric in an alarm must be emitted with exactly those dimensions
+        for metric in metrics:
+            if metric["Namespace"] == namespace:
+                dims = tuple(sorted(d["Name"] for d in metric.get("Dimensions", [])))
+                assert dims == tuple(sorted(("service", *observability.METRIC_CATALOG[metric["MetricName"]])))
+        assert props["AlarmActions"] == [{"Ref": "AlertsTopic"}], f"{logical_id} does not notify AlertsTopic"
+    assert watched["DLQNotEmptyAlarm"] == {("AWS/SQS", "ApproximateNumberOfMessagesVisible")}
+    assert watched["QueueAgeAlarm"] == {("AWS/SQS", "ApproximateAgeOfOldestMessage")}
+    assert watched["ConsumerErrorRateAlarm"] == {("AWS/Lambda", "Errors"), ("AWS/Lambda", "Invocations")}
+    assert watched["Ingest5xxAlarm"] == {("AWS/ApiGateway", "5xx")}
+    assert alarms["Ingest5xxAlarm"]["Dimensions"] == [{"Name": "ApiId", "Value": {"Ref": "WebhookApi"}}]
+
+
+def test_the_dashboard_shows_the_api_queue_dlq_and_consumer_metrics(dashboard):
+    rows = {(row[0], row[1], tuple(row[2:4])) for row in _metric_rows(dashboard) if isinstance(row[0], str)}
+    api = ("ApiId", "@WebhookApi@")
+    queue = ("QueueName", "@EventsQueue.QueueName@")
+    consumer = ("FunctionName", "@ConsumerFunction@")
+    required = {
+        ("AWS/ApiGateway", "Count", api),
+        ("AWS/ApiGateway", "4xx", api),
+        ("AWS/ApiGateway", "5xx", api),
+        ("AWS/ApiGateway", "Latency", api),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", queue),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", queue),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", ("QueueName", "@EventsDLQ.QueueName@")),
+        ("AWS/Lambda", "Errors", consumer),
+        ("AWS/Lambda", "Duration", consumer),
+        ("AWS/Lambda", "Throttles", consumer),
+        ("AWS/Lambda", "ConcurrentExecutions", consumer),
+    }
+    assert required - rows == set()
+
+
+def _emit_calls() -> list[tuple[Path, str, tuple[str, ...]]]:
+    """Every ``emit("Name", ..., dim=...)`` in the shared package: (file, name, dimension names)."""
+    calls = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "emit" and node.args:
+                first = node.args[0]
+                assert isinstance(first, ast.Constant), f"{path}: emit() with a computed name cannot be checked"
+                dims = tuple(sorted(k.arg for k in node.keywords if k.arg not in ("value", "unit")))
+                calls.append((path, first.value, dims))
+    return calls
+
+
+def test_the_code_emits_every_catalogued_metric_with_its_dimensions():
+    # Given every emit() call in the code
+    calls = _emit_calls()
+
+    # Then each names a catalogued metric with exactly its dimensions
+    for path, name, dims in calls:
+        assert name in observability.METRIC_CATALOG, f"{path.name} emits {name}, missing from METRIC_CATALOG"
+        assert dims == tuple(sorted(observability.METRIC_CATALOG[name])), f"{path.name}: {name} with {dims}"
+    # and no catalogued metric is a dead entry that nothing emits
+    assert set(observability.METRIC_CATALOG) - {name for _, name, _ in calls} == set()
+
+
+def test_emit_writes_emf_in_the_template_namespace_with_service_and_the_catalog_dimensions(globals_env):
+    for name, dims in observability.METRIC_CATALOG.items():
+        # When a metric is emitted
+        out = io.StringIO()
+        with redirect_stdout(out):
+            observability.emit(name, 2, **dict.fromkeys(dims, "x"))
+
+        # Then the EMF document is in the namespace and dimension set the dashboard reads
+        document = json.loads(out.getvalue())
+        (directive,) = document["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == globals_env["POWERTOOLS_METRICS_NAMESPACE"]
+        assert directive["Metrics"][0]["Name"] == name
+        assert sorted(directive["Dimensions"][0]) == sorted(("service", *dims))
+        assert document["service"] == globals_env["POWERTOOLS_SERVICE_NAME"] and document[name] in (2.0, [2.0])
+
+
+def test_every_admin_route_requires_iam_and_the_webhook_routes_stay_public(template):
+    # Given the template as CloudFormation (SAM translated)
+    from samtranslator.translator.transform import transform
+
+    for resource in template["Resources"].values():
+        for key in ("CodeUri", "ContentUri"):
+            if key in resource.get("Properties", {}):
+                resource["Properties"][key] = "s3://bucket/key.zip"
+    resources = transform(template, {}, _NoManagedPolicies())["Resources"]
+
+    # Then every admin route is SigV4 (AWS_IAM), all six of them, on an API with no open route
+    admin_paths = resources["AdminApi"]["Properties"]["Body"]["paths"]
+    routes = {
+        (method.upper(), path): op.get("security") for path, ops in admin_paths.items() for method, op in ops.items()
+    }
+    assert set(routes) == {
+        ("GET", "/admin/webhooks"),
+        ("GET", "/admin/webhooks/{id}"),
+        ("POST", "/admin/webhooks/{id}/retry"),
+        ("POST", "/admin/webhooks/retry"),
+        ("GET", "/admin/dlq"),
+        ("POST", "/admin/dlq/redrive"),
+    }
+    assert all(security == [{"AWS_IAM": []}] for security in routes.values()), routes
+    # and MaintainX's routes carry no IAM auth (they are verified by signature instead)
+    webhook_paths = resources["WebhookApi"]["Properties"]["Body"]["paths"]
+    assert all("admin" not in path for path in webhook_paths)
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict[str, str]:
+        return {}
