@@ -103,7 +103,12 @@ class _Item:
 
     @property
     def receive_count(self) -> int:
-        return int((self.record.get("attributes") or {}).get("ApproximateReceiveCount", "1"))
+        """SQS's count; a record without a usable one counts as a first receive, not a crash."""
+        raw = (self.record.get("attributes") or {}).get("ApproximateReceiveCount", "1")
+        try:
+            return max(1, int(raw))
+        except (TypeError, ValueError):
+            return 1
 
     @property
     def message_id(self) -> str:

@@ -79,8 +79,8 @@ def parse_event(body: str, *, event_id: str | None = None, source: str = "defaul
     """
     try:
         payload = json.loads(body)
-    except ValueError as exc:
-        raise InvalidEvent(f"body is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
+        raise InvalidEvent(f"body is not JSON: {type(exc).__name__}: {exc}"[:500]) from exc
     if not isinstance(payload, dict):
         raise InvalidEvent(f"body is a JSON {type(payload).__name__}, not an object")
     fmt = normalize.payload_format(payload)

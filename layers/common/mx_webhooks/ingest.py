@@ -7,7 +7,7 @@ logger only; no pydantic, no DynamoDB. Responses:
 | status | when |
 |---|---|
 | 202 | verified, queued: ``{"received": true, "eventId": ...}`` |
-| 400 | verified but the body is not a JSON object, or not valid base64 |
+| 400 | verified but not a UTF-8 JSON object (also: nested too deep, U+FFFE/U+FFFF); or bad base64 |
 | 401 | any signature/timestamp/source failure (generic body; reason logged + metric) |
 | 413 | body larger than ``MAX_BODY_BYTES`` |
 | 503 | the queue or the secret store is unavailable: MaintainX retries later |
@@ -19,6 +19,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from mx_webhooks.secrets import SecretProvider, SecretsUnavailable
 from mx_webhooks.signature import DEFAULT_TOLERANCE_SECONDS, SignatureError, verify_body_signature
 
 DEFAULT_SOURCE = "default"
+# Characters an SQS message body may not hold (the API refuses the whole message).
+_SQS_UNSAFE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 DEFAULT_MAX_BODY_BYTES = 240_000  # SQS takes 256 KiB with attributes; keep room for them
 
 
@@ -148,12 +151,18 @@ class Ingestor:
         except SignatureError as exc:
             return self._reject(401, exc.reason, exc.detail)
 
+        # Decode as strict UTF-8 first: json.loads(bytes) would also accept UTF-16/32 and
+        # a BOM, which the consumer (and SQS, for U+FFFE/U+FFFF) cannot take. A deeply
+        # nested body makes json raise RecursionError, not ValueError.
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return self._reject(400, "invalid_json", "verified body is not JSON")
+            text = body.decode("utf-8")
+            payload = json.loads(text)
+        except (ValueError, RecursionError):
+            return self._reject(400, "invalid_json", "verified body is not UTF-8 JSON")
         if not isinstance(payload, dict):
             return self._reject(400, "not_an_object", f"verified body is a JSON {type(payload).__name__}")
+        if _SQS_UNSAFE.search(text):
+            return self._reject(400, "invalid_characters", "verified body holds characters SQS refuses")
 
         event_id = normalize.derive_event_id(payload)
         event_type = normalize.primary_type(payload)
@@ -161,7 +170,7 @@ class Ingestor:
         try:
             self.sqs.send_message(
                 QueueUrl=self.config.queue_url,
-                MessageBody=body.decode("utf-8"),
+                MessageBody=text,
                 MessageAttributes={
                     "eventId": {"DataType": "String", "StringValue": event_id},
                     "eventType": {"DataType": "String", "StringValue": event_type},

@@ -61,7 +61,9 @@ def derive_event_id(payload: dict[str, Any]) -> str:
         return event_id
     if isinstance(event_id, int) and not isinstance(event_id, bool):
         return str(event_id)
-    digest = hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+    # surrogatepass: a JSON "\\ud800" escape decodes to a lone surrogate, which strict
+    # UTF-8 cannot encode; the id must still be derived (and the same every time).
+    digest = hashlib.sha256(canonical_json(payload).encode("utf-8", "surrogatepass")).hexdigest()
     return f"mx_{digest[:40]}"
 
 
