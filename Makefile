@@ -15,7 +15,7 @@ export SAM_CLI_TELEMETRY := 0
 export PYTHONPATH := $(CURDIR)/layers/common:$(CURDIR)
 PORT ?= 3000
 
-.PHONY: install install-sam run send test test-unit test-fast lint format typecheck validate build deploy bench events clean
+.PHONY: install install-sam run send test test-unit test-fast lint format typecheck validate build deploy bench events clean admin
 
 $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (pyenv install 3.13, or set PYTHON313=...)"; exit 1; }
@@ -42,6 +42,10 @@ run: install
 ## send: sign and post a sample event to the local stack (TYPE=workorder.created FORMAT=maintainx)
 send: install
 	$(PY) -m devtools.send --url http://127.0.0.1:$(PORT)/webhooks/maintainx --type $(or $(TYPE),workorder.created) --format $(or $(FORMAT),maintainx)
+
+## admin: the admin CLI (ARGS="list --status FAILED"); add --endpoint-url http://127.0.0.1:<moto port> for the local stack
+admin: install
+	$(PY) -m devtools.admin_cli $(ARGS)
 
 ## test: everything CI runs: lint, template checks, sam build, all test tiers
 test: install install-sam lint validate build
