@@ -71,6 +71,9 @@ class SqsEventSource:
         self.region = region
         self.on_batch = on_batch
         self._stop = threading.Event()
+        # moto's ReceiveMessage is not atomic across threads: two concurrent receives can
+        # both take the same message (a false "second attempt"). One receive at a time.
+        self._receive_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.invocations = 0
 
@@ -99,6 +102,10 @@ class SqsEventSource:
                 self._stop.wait(1)
 
     def _receive(self, count: int, wait_s: int) -> list[dict[str, Any]]:
+        with self._receive_lock:
+            return self._receive_unlocked(count, wait_s)
+
+    def _receive_unlocked(self, count: int, wait_s: int) -> list[dict[str, Any]]:
         response = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=max(1, min(RECEIVE_MAX, count)),

@@ -273,7 +273,7 @@ class LocalStack:
         for source in self.event_sources:
             source._stop.set()
         for source in self.event_sources:
-            source.stop()
+            source.stop(timeout=2)  # an invocation still running after that fails once moto stops
 
     # -- the stack --------------------------------------------------------------------------
     def _create_stack(self) -> None:
