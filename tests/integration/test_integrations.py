@@ -409,3 +409,22 @@ def test_only_the_switched_on_integrations_are_registered(registry, integrations
         IntegrationsConfig.from_env({"FOLLOW_UP_ENABLED": "true"})
     with pytest.raises(ValueError, match="FOLLOW_UP_RULE"):
         IntegrationsConfig.from_env({"FOLLOW_UP_RULE": "sometimes"})
+
+
+def test_your_own_handler_can_reuse_the_maintainx_client(monkeypatch, fake_maintainx):
+    # Given no built-in integration on, but the API configured (as the README's example assumes)
+    import mx_webhooks.handlers.integrations as module
+
+    config = IntegrationsConfig.from_env(
+        {"MAINTAINX_API_BASE_URL": fake_maintainx.url, "LOCAL_MAINTAINX_API_KEY": API_KEY}
+    )
+    monkeypatch.setattr(module, "INTEGRATIONS", build(config))
+    module.maintainx_api.cache_clear()
+    fake_maintainx.add_work_order(5, title="Chiller", priority="HIGH", location=12)
+
+    # When a handler of one's own asks for a work order
+    work_order = module.maintainx_api().get_work_order(5)
+
+    # Then it gets it, read into the model
+    assert (work_order.title, work_order.priority, work_order.location_name) == ("Chiller", "HIGH", "Location #12")
+    module.maintainx_api.cache_clear()

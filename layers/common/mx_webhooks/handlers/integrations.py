@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -239,6 +239,29 @@ def _model[M: BaseModel](model: type[M], data: dict[str, Any]) -> M:
         return model.model_validate(data)
     except ValueError as exc:
         raise PermanentError(f"the payload's {model.__name__} is unreadable: {exc}") from exc
+
+
+@cache
+def maintainx_api() -> MaintainXClient:
+    """The MaintainX API client for your own handlers, configured from the environment, made once.
+
+    Uses the same API key secret and base URL as the built-in integrations, whether
+    or not any of them is switched on.
+    """
+    if INTEGRATIONS.api is not None:
+        return INTEGRATIONS.api
+    config = INTEGRATIONS.config
+    api_key = SecretValue(
+        config.api_key_secret_arn,
+        "apiKey",
+        local=config.local_api_key,
+        max_age=config.secret_max_age,
+        what="MaintainX API key",
+    )
+    retry = RetryPolicy(budget_seconds=config.http_budget_seconds, max_attempts=config.http_max_attempts)
+    return MaintainXClient(
+        JsonHttp("MaintainX", retry), api_key.get, base_url=config.api_base_url, app_url=config.app_url
+    )
 
 
 INTEGRATIONS = build(IntegrationsConfig.from_env(os.environ))
