@@ -137,6 +137,19 @@ def make_admin(args: argparse.Namespace) -> Admin:
         except ClientError as exc:
             raise CliError(f"stack {stack!r}: {exc.response['Error']['Message']}", EXIT_AWS) from exc
         outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+        if not {"EventsTableName", "EventsQueueUrl", "EventsDLQUrl"} <= set(outputs):
+            # moto's CloudFormation (the local stack) leaves outputs empty; the physical
+            # ids of the resources are the same values (a queue's is its URL)
+            pages = client("cloudformation").get_paginator("list_stack_resources").paginate(StackName=stack)
+            physical = {
+                r["LogicalResourceId"]: r["PhysicalResourceId"] for p in pages for r in p["StackResourceSummaries"]
+            }
+            outputs = {
+                "EventsTableName": physical.get("EventsTable"),
+                "EventsQueueUrl": physical.get("EventsQueue"),
+                "EventsDLQUrl": physical.get("EventsDLQ"),
+                **outputs,
+            }
         table_name = table_name or outputs.get("EventsTableName")
         queue_url = queue_url or outputs.get("EventsQueueUrl")
         dlq_url = dlq_url or outputs.get("EventsDLQUrl")
