@@ -108,6 +108,9 @@ def error_response(status: int, code: str, message: str = "injected", *, json_pr
     return response
 
 
+_NOWHERE = "https://fault-injected.invalid/"
+
+
 class FaultInjector:
     """Fails chosen calls of one botocore client before they leave the process.
 
@@ -121,21 +124,30 @@ class FaultInjector:
         self.plans: dict[str, list[Callable[[], Any]]] = {}
         self.calls: dict[str, int] = {}
         self.injected: dict[str, int] = {}
+        self._urls: dict[int, str] = {}
         client.meta.events.register_first(f"before-send.{client.meta.service_model.endpoint_prefix}", self._hook)
 
     def fail(self, operation: str, times: int, factory: Callable[[], Any]) -> None:
         self.plans.setdefault(operation, []).extend([factory] * times)
 
     def _hook(self, request: Any, **_: Any) -> Any:
+        if request.url == _NOWHERE:  # botocore resends the same request object on a retry
+            request.url = self._urls.pop(id(request))
         operation = _operation_of(request)
         self.calls[operation] = self.calls.get(operation, 0) + 1
         plan = self.plans.get(operation)
         if not plan:
             return None
         result = plan.pop(0)()
+        if result is None:  # a planned pass: this call goes through
+            return None
         self.injected[operation] = self.injected.get(operation, 0) + 1
         if isinstance(result, BaseException):
             raise result
+        # botocore emits before-send to every handler and takes the first response, so
+        # moto would still apply the call; send moto's copy nowhere it recognises.
+        self._urls[id(request)] = request.url
+        request.url = _NOWHERE
         return result
 
 

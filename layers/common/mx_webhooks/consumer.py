@@ -42,7 +42,7 @@ from mx_webhooks import normalize
 from mx_webhooks.events import InvalidEvent, WebhookEvent, parse_event
 from mx_webhooks.observability import emit, logger
 from mx_webhooks.registry import Handler, PermanentError, Registry
-from mx_webhooks.store import COMPLETED, FAILED, EventStore, HandlerResult
+from mx_webhooks.store import COMPLETED, FAILED, EventStore, HandlerResult, LeaseLost
 
 MAX_VISIBILITY_SECONDS = 43_200  # SQS limit: 12 hours
 
@@ -89,6 +89,7 @@ class Outcome:
     result: str  # processed | duplicate | busy | ignored | failed | parked | held
     error: str | None = None
     duration_ms: int = 0
+    not_before: int = 0  # the retry must not come back sooner (seconds): a claim is still held
 
     @property
     def retry(self) -> bool:
@@ -100,6 +101,8 @@ class _Item:
     record: dict[str, Any]
     event: WebhookEvent | None
     invalid: str | None
+    # While this attempt holds the event's claim: its token and the handler results not yet written.
+    held: tuple[str, dict[str, HandlerResult]] | None = None
 
     @property
     def receive_count(self) -> int:
@@ -199,6 +202,8 @@ class Consumer:
             except Exception as exc:  # DynamoDB throttled/unavailable, lease lost...: retry the record
                 logger.exception("event processing error", extra={"event_type": item.event.type})
                 outcome = Outcome(item.message_id, item.event.event_id, item.event.type, "failed", _error_text(exc))
+                if item.held is not None:
+                    outcome.not_before = self._release(item, item.event, outcome.error or "")
         outcome.duration_ms = int((time.perf_counter() - started) * 1000)
         if outcome.retry:
             self._after_failure(item, outcome)
@@ -233,6 +238,7 @@ class Consumer:
         done = claim.succeeded_handlers
         pending = [h for h in handlers if h.name not in done]
         results: dict[str, HandlerResult] = {}
+        item.held = (claim.token, results)
         error: str | None = None
         permanent = False
         for index, handler in enumerate(pending):
@@ -253,6 +259,7 @@ class Consumer:
 
         if error is None:
             self.store.finish(event.event_id, claim.token, status=COMPLETED, results=results)
+            item.held = None
             emit("EventProcessed", eventType=metric_type)
             if event.occurred_at is not None:
                 lag = (datetime.now(UTC) - event.occurred_at).total_seconds() * 1000
@@ -261,12 +268,36 @@ class Consumer:
 
         if permanent:
             self.store.finish(event.event_id, claim.token, status=FAILED, results=results, error=error, parked=True)
+            item.held = None
             return self._send_to_dlq(item, event.event_id, event.type, error)
 
         last = item.receive_count >= self.config.max_receive_count
         self.store.finish(event.event_id, claim.token, status=FAILED, results=results, error=error, parked=last)
+        item.held = None
         emit("EventFailed", eventType=metric_type)
         return Outcome(item.message_id, event.event_id, event.type, "failed", error)
+
+    def _release(self, item: _Item, event: WebhookEvent, error: str) -> int:
+        """After an error while holding the claim (a throttled or failed write): record the
+        attempt FAILED, with the handler results not yet written, and free the claim.
+
+        Without this the claim stays IN_PROGRESS until its lease ends, and a retry that
+        comes back sooner finds the event "busy" and is acknowledged: the event would be
+        lost. If even this write fails, the retry is held back until the lease has ended
+        (returned seconds), so that it can take the claim over; the handlers whose success
+        could not be recorded then run again (at least once, in that double failure).
+        """
+        assert item.held is not None
+        token, results = item.held
+        item.held = None
+        try:
+            self.store.finish(event.event_id, token, status=FAILED, results=results, error=error)
+        except LeaseLost:
+            return 0  # another invocation took the claim over: it owns the event now
+        except Exception:
+            logger.warning("could not release the claim; the retry waits out the lease", exc_info=True)
+            return self.config.lease_seconds + 1
+        return 0
 
     def _run_handler(self, handler: Handler, event: WebhookEvent) -> HandlerResult:
         started = time.perf_counter()
@@ -335,10 +366,17 @@ class Consumer:
         receive_count = item.receive_count
         if receive_count >= self.config.max_receive_count and outcome.result == "failed":
             self._alert(outcome, receive_count)
-            return  # the redrive policy parks it in the DLQ; no point delaying that
-        delay = backoff_seconds(
-            receive_count, self.config.backoff_base_seconds, self.config.backoff_cap_seconds, self.config.backoff_jitter
-        )
+            # Visible again now, so the queue's redrive moves it to the DLQ at the next receive;
+            # left alone it would sit invisible for the rest of the queue's visibility timeout.
+            delay = 0
+        else:
+            delay = backoff_seconds(
+                receive_count,
+                self.config.backoff_base_seconds,
+                self.config.backoff_cap_seconds,
+                self.config.backoff_jitter,
+            )
+            delay = min(MAX_VISIBILITY_SECONDS, max(delay, outcome.not_before))
         receipt = item.record.get("receiptHandle")
         if not receipt:
             return
