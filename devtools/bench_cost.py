@@ -1,0 +1,159 @@
+"""The cost model of ``devtools.bench``: dollars per million deliveries, by service.
+
+Inputs: durations measured in the same run, memory sizes and batch size from
+template.yaml, and the us-east-1 list prices below. The prices are written into
+docs/benchmarks.md with the date they were read, so a reader can redo the sums.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# us-east-1 list prices (USD) from the AWS pricing pages, as read on PRICES_DATE
+# (DynamoDB on-demand after the 2024-11-01 price cut). Free tiers are left out.
+PRICES_DATE = "2025-06 (AWS pricing pages; not fetched by this run)"
+PRICES: dict[str, tuple[float, str]] = {
+    "http_api_request": (
+        1.00 / 1e6,
+        "API Gateway HTTP API: $1.00 per million requests (first 300 M/month, 512 KB units)",
+    ),
+    "lambda_request": (0.20 / 1e6, "Lambda: $0.20 per million requests"),
+    "lambda_gb_s": (0.0000166667, "Lambda x86_64: $0.0000166667 per GB-second, billed per 1 ms"),
+    "sqs_request": (0.40 / 1e6, "SQS standard: $0.40 per million requests (64 KB units)"),
+    "dynamodb_wru": (0.625 / 1e6, "DynamoDB on-demand: $0.625 per million write request units (1 KB each)"),
+    "dynamodb_rru": (0.125 / 1e6, "DynamoDB on-demand: $0.125 per million read request units (4 KB each)"),
+    "logs_gb": (0.50, "CloudWatch Logs (Standard): $0.50 per GB ingested"),
+    "xray_trace": (5.00 / 1e6, "X-Ray: $5.00 per million traces recorded"),
+}
+
+# Lambda gives a function CPU in proportion to its memory: 1,769 MB is one full vCPU.
+FULL_VCPU_MB = 1769
+# Assumed in-region round trip of one SQS / DynamoDB call from Lambda (ms).
+AWS_RTT_MS = 8.0
+# X-Ray default sampling: 1 request/s reservoir, then 5 %; at volume the 5 % dominates.
+XRAY_SAMPLED = 0.05
+# What Lambda and the HTTP API log besides our own lines (bytes): START/END/REPORT per
+# invocation and the API's access-log line per request (format in template.yaml).
+LAMBDA_PLATFORM_LOG_BYTES = 330
+API_ACCESS_LOG_BYTES = 230
+
+
+def template() -> dict[str, Any]:
+    from samtranslator.yaml_helper import yaml_parse
+
+    return dict(yaml_parse((ROOT / "template.yaml").read_text()))
+
+
+def table_definition(logical_id: str = "EventsTable") -> dict[str, Any]:
+    """CreateTable arguments for a table, from its definition in template.yaml."""
+    props = template()["Resources"][logical_id]["Properties"]
+    return {
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": "PAY_PER_REQUEST",
+        **({"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} if props.get("GlobalSecondaryIndexes") else {}),
+    }
+
+
+def index_write_units() -> tuple[int, int]:
+    """GSI write units of (a claim, a finish or checkpoint), from the table's indexes.
+
+    A claim adds one entry to each index. A finish changes ``status`` and ``updatedAt``:
+    an index keyed on ``status`` deletes and puts its entry (2 units), one that only
+    projects them updates it (1). Index entries are projections well under 1 KB.
+    """
+    indexes = template()["Resources"]["EventsTable"]["Properties"].get("GlobalSecondaryIndexes") or []
+    claim = len(indexes)
+    finish = sum(2 if any(k["AttributeName"] == "status" for k in gsi["KeySchema"]) else 1 for gsi in indexes)
+    return claim, finish
+
+
+def configured() -> dict[str, int]:
+    """Memory sizes and the consumer's batch size, as deployed by default."""
+    doc = template()
+    resources, params = doc["Resources"], doc.get("Parameters", {})
+    glob = doc.get("Globals", {}).get("Function", {})
+
+    def memory(name: str) -> int:
+        return int(resources[name]["Properties"].get("MemorySize", glob.get("MemorySize", 128)))
+
+    result = {
+        "ingest_mb": memory("IngestFunction"),
+        "consumer_mb": memory("ConsumerFunction"),
+        "batch_size": int(params.get("ConsumerBatchSize", {}).get("Default", 10)),
+    }
+    if "AdminFunction" in resources:
+        result["admin_mb"] = memory("AdminFunction")
+    return result
+
+
+@dataclass
+class Measured:
+    """What the bench measured, per delivery unless it says otherwise."""
+
+    ingest_cpu_ms: float  # warm ingest CPU per request on this machine (one core)
+    consumer_cpu_ms_per_batch: float  # consumer CPU per batch, AWS answers stubbed
+    consumer_serial_calls_per_batch: float  # AWS calls on the critical path of one batch
+    dynamodb_writes: float  # UpdateItem calls per new event
+    item_kb: float  # the event item's size
+    ingest_log_bytes: float  # our log + EMF lines per request
+    consumer_log_bytes: float  # our log + EMF lines per event
+    body_bytes: int
+
+
+def cost_per_million(m: Measured, cfg: dict[str, int]) -> tuple[list[tuple[str, float, str]], dict[str, float]]:
+    """(service, $ per million deliveries, how) rows, and the durations used."""
+    million = 1e6
+    batch = cfg["batch_size"]
+    ingest_ms = m.ingest_cpu_ms * FULL_VCPU_MB / min(cfg["ingest_mb"], FULL_VCPU_MB) + AWS_RTT_MS
+    consumer_ms = (
+        m.consumer_cpu_ms_per_batch * FULL_VCPU_MB / min(cfg["consumer_mb"], FULL_VCPU_MB)
+        + m.consumer_serial_calls_per_batch * AWS_RTT_MS
+    )
+    ingest_gb_s = math.ceil(ingest_ms) / 1000 * cfg["ingest_mb"] / 1024
+    consumer_gb_s = math.ceil(consumer_ms) / 1000 * cfg["consumer_mb"] / 1024 / batch
+    sqs_units = math.ceil(m.body_bytes / 65536)
+    sqs_requests = sqs_units * (1 + 1 / batch + 1 / batch)  # send + (receive + delete-batch) per batch
+    wru_per_write = max(1, math.ceil(m.item_kb))
+    claim_units, finish_units = index_write_units()
+    gsi_units = claim_units + finish_units * max(0, round(m.dynamodb_writes) - 1)
+    log_gb = (
+        m.ingest_log_bytes + m.consumer_log_bytes + LAMBDA_PLATFORM_LOG_BYTES * (1 + 1 / batch) + API_ACCESS_LOG_BYTES
+    ) / 1024**3
+    p = {k: v[0] for k, v in PRICES.items()}
+    rows = [
+        ("API Gateway HTTP API", million * p["http_api_request"], "1 request per delivery"),
+        (
+            "Lambda ingest",
+            million * (p["lambda_request"] + ingest_gb_s * p["lambda_gb_s"]),
+            f"1 invocation, {math.ceil(ingest_ms)} ms x {cfg['ingest_mb']} MB",
+        ),
+        (
+            "Lambda consumer",
+            million * (p["lambda_request"] / batch + consumer_gb_s * p["lambda_gb_s"]),
+            f"1/{batch} invocation, {math.ceil(consumer_ms)} ms per batch x {cfg['consumer_mb']} MB",
+        ),
+        (
+            "SQS",
+            million * sqs_requests * p["sqs_request"],
+            f"{sqs_requests:.2f} requests (send, receive/{batch}, delete/{batch})",
+        ),
+        (
+            "DynamoDB",
+            million * (m.dynamodb_writes * wru_per_write + gsi_units) * p["dynamodb_wru"],
+            f"{m.dynamodb_writes:.0f} writes x {wru_per_write} WRU (item {m.item_kb:.1f} KB) "
+            f"+ {gsi_units} index WRU (GSIs in template.yaml), no reads",
+        ),
+        ("CloudWatch Logs", million * log_gb * p["logs_gb"], f"{log_gb * 1024**3:.0f} bytes per delivery ingested"),
+        (
+            "X-Ray (Tracing: Active)",
+            million * 2 * XRAY_SAMPLED * p["xray_trace"],
+            f"2 traces, {XRAY_SAMPLED:.0%} sampled",
+        ),
+    ]
+    return rows, {"ingest_ms": ingest_ms, "consumer_ms": consumer_ms}
