@@ -364,3 +364,29 @@ def _succeeded():
     from mx_webhooks.store import HandlerResult
 
     return HandlerResult(status="SUCCEEDED", duration_ms=1)
+
+
+def test_a_held_event_runs_on_its_last_allowed_receive_instead_of_being_parked_untried(consumer, registry, store):
+    seen: list[str] = []
+
+    @registry.on("workorder.updated")
+    def track(event):
+        if event.new_status == "IN_PROGRESS":
+            raise RuntimeError("history store down")
+        seen.append(event.new_status)
+
+    first = {
+        "eventType": "WORK_ORDER_STATUS_CHANGE",
+        "occurredAt": "2026-09-14T13:00:01Z",
+        "orgId": 1,
+        "workOrderId": 9,
+        "oldStatus": "OPEN",
+        "newStatus": "IN_PROGRESS",
+    }
+    later = {**first, "occurredAt": "2026-09-14T13:00:02Z", "oldStatus": "IN_PROGRESS", "newStatus": "DONE"}
+    records = [sqs_record(json.dumps(first), receive_count=3), sqs_record(json.dumps(later), receive_count=3)]
+
+    result = consumer.process_batch({"Records": records}, LambdaContext())
+
+    assert {f["itemIdentifier"] for f in result["batchItemFailures"]} == {records[0]["messageId"]}
+    assert seen == ["DONE"]

@@ -177,7 +177,10 @@ class Consumer:
         outcomes: list[Outcome] = []
         blocked_by: str | None = None
         for item in group:
-            if blocked_by is not None:
+            # Held back behind a failed event of the same entity, unless this is its last
+            # allowed receive: then it runs anyway, out of order, rather than being parked
+            # in the DLQ without ever having been tried or recorded.
+            if blocked_by is not None and item.receive_count < self.config.max_receive_count:
                 event = item.event
                 assert event is not None  # invalid items are never grouped with others
                 outcomes.append(
