@@ -15,7 +15,7 @@ Follows Lambda's documented behaviour for SQS:
   ``maxReceiveCount``-th one. That is the queue's job, and moto's SQS does it on
   receive exactly so; nothing here copies messages to the DLQ.
 
-``concurrency`` pollers run side by side (Lambda's ``ScalingConfig`` caps the same).
+Up to ``concurrency`` invocations run side by side (Lambda's ``ScalingConfig`` caps the same).
 """
 
 from __future__ import annotations
@@ -71,41 +71,64 @@ class SqsEventSource:
         self.region = region
         self.on_batch = on_batch
         self._stop = threading.Event()
-        # moto's ReceiveMessage is not atomic across threads: two concurrent receives can
-        # both take the same message (a false "second attempt"). One receive at a time.
-        self._receive_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self.concurrency)
         self._threads: list[threading.Thread] = []
         self.invocations = 0
 
     def start(self) -> None:
-        for index in range(self.concurrency):
-            thread = threading.Thread(target=self._run, name=f"esm-{self.function.logical_id}-{index}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+        thread = threading.Thread(target=self._run, name=f"esm-{self.function.logical_id}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def stop(self, timeout: float = 5) -> None:
         self._stop.set()
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        for thread in list(self._threads):
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
+        """One receiver, up to ``concurrency`` invocations at once.
+
+        One receiver because moto's ReceiveMessage is not atomic across threads (two
+        concurrent receives can take the same message). A batch is only received when
+        an invocation slot is free, so no message's visibility timeout runs while it
+        waits for a slot.
+        """
         while not self._stop.is_set():
+            if not self._slots.acquire(timeout=0.5):
+                continue
             try:
                 messages = self._collect()
-                if messages:
-                    self._invoke(messages)
             except Exception:
+                self._slots.release()
                 if self._stop.is_set():
                     return
                 log.exception("event source %s: poll failed; retrying in 1 s", self.function.logical_id)
                 self._stop.wait(1)
+                continue
+            if not messages:
+                self._slots.release()
+                continue
+            worker = threading.Thread(
+                target=self._invoke_and_release,
+                args=(messages,),
+                name=f"invoke-{self.function.logical_id}",
+                daemon=True,
+            )
+            self._threads.append(worker)
+            worker.start()
+            self._threads = [t for t in self._threads if t.is_alive() or t is worker]
+
+    def _invoke_and_release(self, messages: list[dict[str, Any]]) -> None:
+        try:
+            self._invoke(messages)
+        except Exception:
+            log.exception("event source %s: invocation bookkeeping failed", self.function.logical_id)
+        finally:
+            self._slots.release()
 
     def _receive(self, count: int, wait_s: int) -> list[dict[str, Any]]:
-        with self._receive_lock:
-            return self._receive_unlocked(count, wait_s)
-
-    def _receive_unlocked(self, count: int, wait_s: int) -> list[dict[str, Any]]:
         response = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=max(1, min(RECEIVE_MAX, count)),

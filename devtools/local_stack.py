@@ -757,6 +757,7 @@ class LocalStackProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.TemporaryDirectory(prefix="local-stack-")
         self.log_path = Path(self._dir.name) / "stack.log"
+        self.function_log_path = Path(self._dir.name) / "functions.log"
         self.ready_seconds = 0.0
 
     def __enter__(self) -> LocalStackProcess:
@@ -790,7 +791,12 @@ class LocalStackProcess:
         )
 
     def log_text(self) -> str:
+        """What the stack printed: the banner and one line per request and per consumed record."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def function_log_text(self) -> str:
+        """The functions' JSON logs and EMF metrics (CloudWatch Logs, locally)."""
+        return self.function_log_path.read_text(errors="replace") if self.function_log_path.exists() else ""
 
     def start(self) -> dict[str, Any]:
         ready = Path(self._dir.name) / "ready.json"
@@ -803,7 +809,16 @@ class LocalStackProcess:
         started = time.perf_counter()
         with self.log_path.open("wb") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "devtools.local_stack", *self.args, "--ready-file", str(ready)],
+                [
+                    sys.executable,
+                    "-m",
+                    "devtools.local_stack",
+                    *self.args,
+                    "--log-file",
+                    str(self.function_log_path),
+                    "--ready-file",
+                    str(ready),
+                ],
                 cwd=ROOT,
                 env=env,
                 stdout=log_file,

@@ -19,6 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 REGION = "us-east-1"
 
+# The caller's own AWS settings, before the fake ones below replace them: only the
+# end-to-end tests against a deployed stack (AWS_SAM_STACK_NAME) use them.
+CALLER_AWS_ENV = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+
 os.environ.update(
     {
         "AWS_ACCESS_KEY_ID": "testing",
