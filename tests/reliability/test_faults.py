@@ -8,6 +8,7 @@ against moto.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from devtools import samples
 from mx_webhooks import store as store_module
 from mx_webhooks.ingest import IngestConfig, Ingestor
-from tests.conftest import REGION, LambdaContext, receive_all
+from tests.conftest import REGION, LambdaContext, receive_all, sqs_record
 from tests.reliability.conftest import LOCAL_SECRETS, FaultInjector, error_response, message_to_record
 
 # The retry settings the functions use (functions/*/..._handler.py), so a test's client
@@ -288,3 +289,150 @@ def test_when_even_the_release_fails_the_retry_waits_out_the_lease_and_finishes_
     assert consumer.process_batch({"Records": [record]}, LambdaContext()) == {"batchItemFailures": []}
     assert store.get("evt_store_down")["status"] == "COMPLETED"
     assert ran == ["evt_store_down", "evt_store_down"]  # its success could not be recorded: at least once
+
+
+# -- poison messages -------------------------------------------------------------------------
+
+
+def test_poison_messages_are_parked_on_their_first_delivery_and_the_rest_of_the_batch_completes(
+    stack, make_consumer, registry, store, monkeypatch
+):
+    # Given a queue (redrive after 3 receives) holding good events, an unparseable message,
+    # and an event its handler rejects permanently; and the DLQ unreachable for the first try
+    from mx_webhooks.registry import PermanentError
+
+    no_backoff_sleep(monkeypatch)
+    ran: list[str] = []
+
+    @registry.on("workorder.created", "request.created")
+    def handle(event):
+        ran.append(event.event_id)
+        if event.type == "request.created":
+            raise PermanentError("request has no asset")
+
+    for n in range(3):
+        _queue_event(stack, f"evt_good_{n}")
+    _queue_event(stack, "evt_rejected", "request.created")
+    boto3.client("sqs", region_name=REGION).send_message(QueueUrl=stack.queue_url, MessageBody="{truncated")
+    consumer_sqs = boto3.client("sqs", region_name=REGION, config=INGEST_SQS_CONFIG)
+    faults = FaultInjector(consumer_sqs)
+    faults.fail("SendMessage", 2 * INGEST_ATTEMPTS, unavailable)  # parking both poisons fails once
+    consumer = make_consumer(sqs=consumer_sqs)
+
+    # When the consumer works the queue
+    results = consume_until_empty(consumer, stack.queue_url)
+
+    # Then the first round completes the good events and retries the two poisons it could not park,
+    assert len(results[0]["batchItemFailures"]) == 2
+    # the second parks them (before the queue's own redrive, at 3 receives), and nothing is lost
+    assert len(results) == 2 and results[1] == {"batchItemFailures": []}
+    parked = receive_all(stack.dlq_url)
+    assert sorted(m["Body"][:10] for m in parked) == sorted(["{truncated", _queue_body_prefix("evt_rejected")])
+    assert all(store.get(f"evt_good_{n}")["status"] == "COMPLETED" for n in range(3))
+    rejected = store.get("evt_rejected")
+    assert rejected["status"] == "FAILED" and rejected["parked"] is True
+    assert sorted(ran) == ["evt_good_0", "evt_good_1", "evt_good_2", "evt_rejected", "evt_rejected"]
+
+
+def _queue_body_prefix(event_id: str) -> str:
+    return json.dumps({"id": event_id}, separators=(",", ":"))[:10]
+
+
+# -- many concurrent duplicates --------------------------------------------------------------
+
+
+def test_sixteen_concurrent_deliveries_of_one_event_run_its_handler_once(
+    stack, ingestor, make_consumer, registry, store, atomic_dynamodb
+):
+    # Given MaintainX retrying one delivery 16 times at once (a slow receiver), all accepted
+    runs: list[str] = []
+    lock = threading.Lock()
+
+    @registry.on("workorder.created")
+    def slow(event):
+        time.sleep(0.05)
+        with lock:
+            runs.append(event.event_id)
+
+    body = samples.encode(samples.maintainx_payload("workorder.created", work_order_id=777))
+    barrier = threading.Barrier(16)
+    answers: list[int] = []
+
+    def deliver(n: int) -> None:
+        headers = samples.signed_headers(body, samples.LOCAL_SECRET, "maintainx", int(time.time()) - n)
+        barrier.wait()
+        answers.append(ingestor.handle(samples.api_event(body, headers))["statusCode"])
+
+    _run_threads(deliver, 16)
+    assert answers == [202] * 16
+    records = [message_to_record(m) for m in receive_all(stack.queue_url)]
+    assert len(records) == 16
+
+    # When 16 consumer invocations each get one of the copies at the same moment
+    consumers = [make_consumer() for _ in range(16)]
+    results: list[dict[str, Any]] = []
+    barrier = threading.Barrier(16)
+
+    def consume(n: int) -> None:
+        barrier.wait()
+        results.append(consumers[n].process_batch({"Records": [records[n]]}, LambdaContext()))
+
+    _run_threads(consume, 16)
+
+    # Then the handler ran exactly once, every copy was acknowledged, and the event is complete
+    event_id = records[0]["messageAttributes"]["eventId"]["stringValue"]
+    assert runs == [event_id]
+    assert results == [{"batchItemFailures": []}] * 16
+    item = store.get(event_id)
+    assert item["status"] == "COMPLETED" and item["attempts"] == 1
+
+
+def _run_threads(target: Callable[[int], None], count: int) -> None:
+    errors: list[BaseException] = []
+
+    def guarded(n: int) -> None:
+        try:
+            target(n)
+        except BaseException as exc:  # surfaced below: a thread's exception would vanish
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+
+
+# -- the alert topic unavailable -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [unavailable, lambda: error_response(403, "AuthorizationError", "KMS key disabled", json_protocol=False)],
+    ids=["sns_unreachable", "sns_denied"],
+)
+def test_with_the_alert_topic_unavailable_the_last_failure_is_still_recorded_and_parked(
+    fault, stack, make_consumer, registry, store, monkeypatch
+):
+    # Given a handler failing on the event's last allowed attempt, and SNS failing every publish
+    no_backoff_sleep(monkeypatch)
+    registry.on("workorder.created")(lambda event: (_ for _ in ()).throw(ConnectionError("Slack is down")))
+    sns = boto3.client("sns", region_name=REGION, config=CONSUMER_CONFIG)
+    faults = FaultInjector(sns)
+    faults.fail("Publish", CONSUMER_ATTEMPTS, fault)
+    consumer = make_consumer(sns=sns)
+    body = samples.encode(samples.generic_payload("workorder.created", event_id="evt_no_alert")).decode()
+    record = sqs_record(body, event_id="evt_no_alert", receive_count=stack.max_receive_count)
+
+    # When the consumer processes it
+    result = consumer.process_batch({"Records": [record]}, LambdaContext())
+
+    # Then the publish was tried and failed, yet the record is still handed back for the
+    # queue's redrive, and the event log holds the failure, parked, with its reason
+    assert faults.injected["Publish"] >= 1
+    assert result == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    item = store.get("evt_no_alert")
+    assert item["status"] == "FAILED" and item["parked"] is True
+    assert "Slack is down" in item["lastError"]
+    assert receive_all(stack.alerts_queue_url) == []
