@@ -390,3 +390,38 @@ def test_a_held_event_runs_on_its_last_allowed_receive_instead_of_being_parked_u
 
     assert {f["itemIdentifier"] for f in result["batchItemFailures"]} == {records[0]["messageId"]}
     assert seen == ["DONE"]
+
+
+def _count_dynamodb_calls(store) -> list[str]:
+    calls: list[str] = []
+    store.client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+def test_a_new_event_costs_two_dynamodb_writes_and_a_duplicate_one(consumer, registry, store):
+    # Given one handler with side effects and two that are safe to rerun
+    registry.on("workorder.created", name="create_follow_up")(lambda event: None)
+    registry.on("workorder.created", name="log", idempotent=True)(lambda event: None)
+    registry.on("workorder.created", name="count", idempotent=True)(lambda event: None)
+    calls = _count_dynamodb_calls(store)
+    body = samples.encode(samples.generic_payload("workorder.created", event_id="evt_cost")).decode()
+
+    consumer.process_batch({"Records": [sqs_record(body, event_id="evt_cost")]}, LambdaContext())
+    new_event = list(calls)
+    calls.clear()
+    consumer.process_batch({"Records": [sqs_record(body, event_id="evt_cost")]}, LambdaContext())
+
+    assert new_event == ["UpdateItem", "UpdateItem"]  # claim, finish
+    assert calls == ["UpdateItem"]  # the failed claim returns the old item
+
+
+def test_two_handlers_with_side_effects_are_separated_by_a_checkpoint(consumer, registry, store):
+    registry.on("workorder.created", name="create_follow_up")(lambda event: None)
+    registry.on("workorder.created", name="notify_slack")(lambda event: None)
+    calls = _count_dynamodb_calls(store)
+    body = samples.encode(samples.generic_payload("workorder.created", event_id="evt_cp")).decode()
+
+    consumer.process_batch({"Records": [sqs_record(body, event_id="evt_cp")]}, LambdaContext())
+
+    assert calls == ["UpdateItem"] * 3  # claim, checkpoint after the first, finish
+    assert set(store.get("evt_cp")["handlers"]) == {"create_follow_up", "notify_slack"}

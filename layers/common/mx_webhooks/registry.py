@@ -52,9 +52,17 @@ class Registry:
         return decorator
 
     def handlers_for(self, event_types: Iterable[str]) -> list[Handler]:
-        """Handlers subscribed to any of ``event_types`` or to ``*``, in registration order."""
+        """Handlers subscribed to any of ``event_types`` or to ``*``: idempotent ones first.
+
+        Each group keeps registration order. Handlers of one event are independent
+        (each runs once, a failure does not stop the record of the others' success),
+        so their order is ours to choose: running the ones that are safe to rerun
+        first means a checkpoint write is only needed between two handlers that are
+        not, which keeps a typical event at two DynamoDB writes.
+        """
         wanted = set(event_types) | {WILDCARD}
-        return [h for h in self._handlers if wanted.intersection(h.types)]
+        matching = [h for h in self._handlers if wanted.intersection(h.types)]
+        return sorted(matching, key=lambda h: not h.idempotent)
 
     def names(self) -> list[str]:
         return [h.name for h in self._handlers]
