@@ -16,13 +16,14 @@ from aws_lambda_powertools.logging import correlation_paths
 from botocore.config import Config
 
 from mx_webhooks.admin import Admin, AdminConfig, AdminError, BadRequest, parse_bool
-from mx_webhooks.observability import logger
+from mx_webhooks.observability import get_tracer, logger
 
 CONFIG = AdminConfig.model_validate(os.environ)
 _aws = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=10)
 ADMIN = Admin(CONFIG, boto3.client("dynamodb", config=_aws), boto3.client("sqs", config=_aws))
 DEADLINE_MARGIN_MS = 5000
 
+tracer = get_tracer()  # traces the DynamoDB and SQS calls (boto3 is patched)
 app = APIGatewayHttpResolver()
 
 
@@ -95,6 +96,7 @@ def admin_error(exc: AdminError) -> Response:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     caller = ((event.get("requestContext") or {}).get("authorizer") or {}).get("iam") or {}
     logger.append_keys(caller=caller.get("userArn"), route=event.get("routeKey"))

@@ -211,3 +211,31 @@ def test_every_admin_route_requires_iam_and_the_webhook_routes_stay_public(templ
 class _NoManagedPolicies:
     def load(self) -> dict[str, str]:
         return {}
+
+
+def test_ingest_cold_start_loads_no_tracing_sdk_while_admin_traces(tmp_path):
+    # Given fresh interpreters importing each entry module as Lambda would
+    import subprocess
+    import sys
+
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": ":".join(str(ROOT / p) for p in ("layers/common", "functions/ingest", "functions/admin")),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/events",
+        "LOCAL_WEBHOOK_SECRETS": '{"default": ["x"]}',
+        "TABLE_NAME": "events",
+        "DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/dlq",
+        "POWERTOOLS_TRACE_DISABLED": "false",
+    }
+    probe = "import sys, {m}; print('aws_xray_sdk.core' in sys.modules)"
+
+    def loads_xray(module: str) -> bool:
+        result = subprocess.run(
+            [sys.executable, "-c", probe.format(m=module)], env=env, capture_output=True, text=True, check=True
+        )
+        return result.stdout.strip() == "True"
+
+    # Then ingest stays free of the X-Ray SDK, and the admin function does load it
+    assert loads_xray("ingest_handler") is False
+    assert loads_xray("admin_handler") is True

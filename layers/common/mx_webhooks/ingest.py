@@ -119,7 +119,10 @@ class Ingestor:
         emit("WebhookReceived")
         source = ((event.get("pathParameters") or {}).get("source") or DEFAULT_SOURCE).strip()
         headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-        logger.append_keys(source=source)
+        # Until the event id is known (rejections), the API request id correlates the
+        # log lines with the access log; from then on the event id, as in the consumer.
+        request_id = (event.get("requestContext") or {}).get("requestId")
+        logger.append_keys(source=source, correlation_id=request_id)
 
         raw = event.get("body") or ""
         body = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
