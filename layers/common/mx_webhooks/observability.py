@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 import threading
@@ -26,6 +27,12 @@ SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "maintainx-webhooks")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MaintainXWebhooks")
 
 logger = Logger(service=SERVICE)
+
+# botocore logs whole request and response bodies at DEBUG, Secrets Manager's
+# SecretString included. Keep its loggers at INFO even when the root logger is set to
+# DEBUG (Lambda's ApplicationLogLevel), so a debugging session cannot leak the
+# signing secrets; tests/reliability/test_secrets_not_logged.py checks it.
+logging.getLogger("botocore").setLevel(logging.INFO)
 
 # Every custom metric the code emits, with the dimension names it carries besides
 # ``service``. The dashboard and the alarms in template.yaml must use exactly these
