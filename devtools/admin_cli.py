@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_admin(args: argparse.Namespace) -> Admin:
     session = boto3.session.Session(region_name=args.region)
+    if args.endpoint_url and session.get_credentials() is None:
+        # the local stack's moto accepts any key; spare the operator exporting fake ones
+        session = boto3.session.Session(
+            region_name=args.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106
+        )
     region = session.region_name or "us-east-1"
 
     def client(service: str) -> Any:
