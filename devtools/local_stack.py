@@ -904,6 +904,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     console = sys.stdout
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -966,4 +967,10 @@ class _Tee(io.TextIOBase):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_code = main()
+    # Everything is stopped, closed and flushed by now. Skip the interpreter's teardown
+    # of moto's object graph: it takes seconds, and Ctrl-C should return at once.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)
