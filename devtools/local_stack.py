@@ -637,7 +637,13 @@ class LocalStack:
             "",
             "  Routes (IAM authorisation is not checked locally):",
             *(f"    {route}" for route in self.info["routes"]),
-            f"  Stack outputs   {', '.join(f'{k}={v}' for k, v in self.outputs.items() if 'Url' in k or 'Table' in k)}",
+            "  Resources       "
+            + ", ".join(
+                f"{k}={str(v).rsplit('/', 1)[-1].rsplit(':', 1)[-1]}"
+                for k, v in self.outputs.items()
+                if any(word in k for word in ("Table", "Queue", "DLQ", "Topic")) and not k.endswith("Arn")
+            ),
+            "  AWS CLI/boto3   any credentials, --endpoint-url " + self.endpoint_url,
         ]
         if self.skipped:
             lines.append(f"  Not created locally: {', '.join(self.skipped)}")
@@ -904,7 +910,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     console = sys.stdout
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("botocore").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)  # the functions' libraries turn some loggers up to INFO
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
