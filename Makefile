@@ -8,6 +8,9 @@ PYTHON313 ?= $(shell ls -d $$HOME/.pyenv/versions/3.13*/bin/python3.13 2>/dev/nu
 VENV := .venv
 PY := $(VENV)/bin/python
 SAM_VENV := .venv-sam
+# checkov pins many packages (and its own boto3): a venv of its own too.
+SCAN_VENV := .venv-scan
+CHECKOV := $(SCAN_VENV)/bin/checkov
 SAM := $(SAM_VENV)/bin/sam
 # sam build looks for python3.13 on PATH
 export PATH := $(dir $(PYTHON313)):$(PATH)
@@ -15,7 +18,7 @@ export SAM_CLI_TELEMETRY := 0
 export PYTHONPATH := $(CURDIR)/layers/common:$(CURDIR)
 PORT ?= 3000
 
-.PHONY: install install-sam run send test test-unit test-fast lint format typecheck validate build deploy bench events clean admin
+.PHONY: install install-sam install-scan scan run send test test-unit test-fast lint format typecheck validate build deploy bench events clean admin
 
 $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (pyenv install 3.13, or set PYTHON313=...)"; exit 1; }
@@ -35,6 +38,15 @@ $(SAM_VENV)/.installed:
 
 install-sam: $(SAM_VENV)/.installed
 
+$(SCAN_VENV)/.installed:
+	@test -n "$(PYTHON313)" || { echo "python3.13 not found"; exit 1; }
+	$(PYTHON313) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SCAN_VENV)/bin/python -m pip install -q checkov==3.3.30
+	touch $@
+
+install-scan: $(SCAN_VENV)/.installed
+
 ## run: the whole flow on this machine (moto server, HTTP API on :$(PORT), consumer poller)
 run: install
 	$(PY) -m devtools.local_stack --port $(PORT)
@@ -48,7 +60,7 @@ admin: install
 	$(PY) -m devtools.admin_cli $(ARGS)
 
 ## test: everything CI runs: lint, template checks, sam build, all test tiers
-test: install install-sam lint validate build
+test: install install-sam lint validate scan build
 	$(PY) -m pytest -q
 
 ## test-fast: unit and integration tests only
@@ -63,6 +75,12 @@ lint: install
 format: install
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+## scan: security scan of template.yaml: cfn-lint, then checkov with no failed check
+## (every skipped check carries its reason in the template: Metadata.checkov.skip)
+scan: install install-scan
+	$(VENV)/bin/cfn-lint template.yaml
+	$(CHECKOV) --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
 validate: install install-sam
 	$(VENV)/bin/cfn-lint template.yaml
