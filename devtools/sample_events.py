@@ -79,12 +79,9 @@ def _record(
     text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
     attributes: dict[str, Any] = {"source": {"stringValue": source, "dataType": "String"}}
     if isinstance(body, dict):
-        fmt = "maintainx" if "eventType" in body else "generic"
         attributes |= {
             "eventId": {"stringValue": derive_event_id(body), "dataType": "String"},
             "eventType": {"stringValue": primary_type(body), "dataType": "String"},
-            "format": {"stringValue": fmt, "dataType": "String"},
-            "receivedAt": {"stringValue": "1789391000.000", "dataType": "Number"},
         }
     for value in attributes.values():
         value.update({"stringListValues": [], "binaryListValues": []})

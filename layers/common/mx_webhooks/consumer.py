@@ -414,7 +414,9 @@ class Consumer:
 
     @staticmethod
     def _meta(item: _Item, event: WebhookEvent) -> dict[str, Any]:
-        received = _attribute(item.record, "receivedAt")
+        # When ingest queued it: SQS's own SentTimestamp (ms), so ingest sends no extra attribute.
+        sent = (item.record.get("attributes") or {}).get("SentTimestamp")
+        received = f"{int(sent) / 1000:.3f}" if str(sent or "").isdigit() else None
         return {
             "eventId": event.event_id,
             "eventType": event.type,

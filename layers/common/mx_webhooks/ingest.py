@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mx_webhooks import normalize
-from mx_webhooks.observability import emit, logger
+from mx_webhooks.observability import emit, log_with_metrics, logger, metrics_batch
 from mx_webhooks.secrets import SecretProvider, SecretsUnavailable
 from mx_webhooks.signature import DEFAULT_TOLERANCE_SECONDS, SignatureError, verify_body_signature
 
@@ -115,7 +115,10 @@ class Ingestor:
         )
 
     def handle(self, event: Mapping[str, Any], now: float | None = None) -> dict[str, Any]:
-        now = time.time() if now is None else now
+        with metrics_batch():  # one EMF line per request, whatever the outcome
+            return self._handle(event, time.time() if now is None else now)
+
+    def _handle(self, event: Mapping[str, Any], now: float) -> dict[str, Any]:
         emit("WebhookReceived")
         source = ((event.get("pathParameters") or {}).get("source") or DEFAULT_SOURCE).strip()
         headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
@@ -178,8 +181,6 @@ class Ingestor:
                     "eventId": {"DataType": "String", "StringValue": event_id},
                     "eventType": {"DataType": "String", "StringValue": event_type},
                     "source": {"DataType": "String", "StringValue": source},
-                    "format": {"DataType": "String", "StringValue": verified.scheme},
-                    "receivedAt": {"DataType": "Number", "StringValue": f"{now:.3f}"},
                 },
             )
         except Exception:  # ClientError, EndpointConnectionError, timeouts: all mean "retry later"
@@ -188,9 +189,8 @@ class Ingestor:
             return response(503, {"error": "temporarily unavailable"}, {"retry-after": "5"})
 
         emit("WebhookEnqueued", eventType=_metric_type(event_type))
-        logger.info(
-            "webhook enqueued",
-            extra={"event_type": event_type, "scheme": verified.scheme, "secret_index": verified.secret_index},
+        log_with_metrics(
+            "webhook enqueued", event_type=event_type, scheme=verified.scheme, secret_index=verified.secret_index
         )
         return response(202, {"received": True, "eventId": event_id})
 

@@ -8,17 +8,19 @@ import made here.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import Logger
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.metrics.base import SingleMetric
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.tracing import Tracer
@@ -71,24 +73,110 @@ def get_tracer() -> Tracer:
 
 
 _write_lock = threading.Lock()
+_pending = threading.local()
+_UNITS = frozenset(unit.value for unit in MetricUnit)
 
 
 def emit(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
-    """Write one metric as an EMF line now, with ``service`` and the given dimensions.
+    """Record one metric with ``service`` and the given dimensions (exactly the catalogued ones).
 
-    Powertools builds and validates the EMF document (``SingleMetric``); we write it
-    ourselves in one locked call instead of ``single_metric``'s ``print``, because the
-    consumer emits from worker threads and ``print`` writes the newline separately,
-    which interleaves lines and breaks CloudWatch's EMF parsing.
+    Inside ``metrics_batch()`` the metric joins the batch's EMF document; otherwise it
+    is written at once as a document of its own.
     """
     expected = METRIC_CATALOG[name]
     if tuple(sorted(dimensions)) != tuple(sorted(expected)):
         raise ValueError(f"metric {name} takes dimensions {expected}, got {tuple(dimensions)}")
-    metric = SingleMetric(namespace=NAMESPACE)
-    metric.add_metric(name=name, unit=unit, value=value)
-    metric.add_dimension(name="service", value=SERVICE)
-    for dim_name, dim_value in dimensions.items():
-        metric.add_dimension(name=dim_name, value=dim_value)
-    line = json.dumps(metric.serialize_metric_set(), separators=(",", ":")) + "\n"
+    if unit.value not in _UNITS or isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"metric {name}: bad unit {unit!r} or value {value!r}")
+    batch: list[tuple[str, float, str, dict[str, str]]] | None = getattr(_pending, "batch", None)
+    entry = (name, float(value), unit.value, {"service": SERVICE, **dimensions})
+    if batch is None:
+        _write(_documents([entry]))
+    else:
+        batch.append(entry)
+
+
+@contextlib.contextmanager
+def metrics_batch() -> Iterator[None]:
+    """Collect this thread's metrics and write them as one EMF line (or a few) at the end.
+
+    Why by hand rather than Powertools ``Metrics``/``SingleMetric``: ``Metrics`` puts
+    every metric of a flush under one dimension set, and ``SingleMetric`` writes one
+    document per metric, with validation that cost ingest ~70 us per metric (a third
+    of its own work; docs/benchmarks.md). An EMF document may carry several
+    directives, each with its own dimensions; metrics whose dimension values clash
+    (two handlers' durations) go into separate documents.
+    """
+    previous = getattr(_pending, "batch", None), getattr(_pending, "record", None)
+    _pending.batch, _pending.record = [], None
+    try:
+        yield
+    finally:
+        batch, record = _pending.batch, _pending.record
+        _pending.batch, _pending.record = previous
+        documents = _documents(batch) if batch else []
+        if record is not None:
+            if documents:
+                documents[0] = {**record, **documents[0]}
+            else:
+                documents = [record]
+        if documents:
+            _write(documents)
+
+
+def log_with_metrics(message: str, **fields: Any) -> None:
+    """An INFO record written in the same line as this batch's metrics.
+
+    Shaped like the Powertools logger's records (its current keys: service, cold
+    start, request id, correlation id...; level, message, timestamp) plus ``fields``;
+    CloudWatch Logs Insights queries it like any other log line, and EMF ignores the
+    keys no directive names. Ingest logs every accepted delivery this way: a separate
+    logger line cost a quarter of its warm request time (docs/benchmarks.md).
+    Outside a batch it is a plain ``logger.info``.
+    """
+    if getattr(_pending, "batch", None) is None:
+        logger.info(message, extra=fields)
+        return
+    if logger.log_level > logging.INFO:
+        return
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f",{int(now % 1 * 1000):03d}+0000"
+    # the logger's current keys minus its %-format placeholders (level, timestamp, location)
+    keys = {k: v for k, v in logger.get_current_keys().items() if not (isinstance(v, str) and "%(" in v)}
+    record = {**keys, "level": "INFO", "message": message, "timestamp": stamp, **fields}
+    _pending.record = {k: v for k, v in record.items() if v is not None}
+
+
+def _documents(entries: list[tuple[str, float, str, dict[str, str]]]) -> list[dict[str, Any]]:
+    documents: list[dict[str, Any]] = []
+    timestamp = int(time.time() * 1000)
+    for name, value, unit, dims in entries:
+        for document in documents:
+            root = document
+            if any(root.get(k, v) != v for k, v in dims.items()):
+                continue  # a dimension of the same name has another value here
+            if name in root and root["_dims"][name] != tuple(dims):
+                continue
+            break
+        else:
+            document = {"_aws": {"Timestamp": timestamp, "CloudWatchMetrics": []}, "_dims": {}}
+            documents.append(document)
+        document.update(dims)
+        if name in document:
+            document[name].append(value)
+            continue
+        document[name] = [value]
+        document["_dims"][name] = tuple(dims)
+        document["_aws"]["CloudWatchMetrics"].append(
+            {"Namespace": NAMESPACE, "Dimensions": [list(dims)], "Metrics": [{"Name": name, "Unit": unit}]}
+        )
+    for document in documents:
+        del document["_dims"]
+    return documents
+
+
+def _write(documents: list[dict[str, Any]]) -> None:
+    """One ``write`` call under a lock: worker threads must not interleave lines."""
+    text = "".join(json.dumps(d, separators=(",", ":")) + "\n" for d in documents)
     with _write_lock:
-        sys.stdout.write(line)
+        sys.stdout.write(text)
