@@ -149,7 +149,12 @@ def _deployed_target(stack_name: str) -> Target:
     )
     if session.get_credentials() is None:
         pytest.skip(f"AWS_SAM_STACK_NAME={stack_name} is set but no AWS credentials were found")
-    stack = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        stack = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
+    except (BotoCoreError, ClientError) as exc:
+        pytest.fail(f"AWS_SAM_STACK_NAME={stack_name}: could not read the stack's outputs: {exc}", pytrace=False)
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     secret = os.environ.get("E2E_WEBHOOK_SECRET")
     if not secret:
