@@ -40,7 +40,7 @@ from pydantic import BaseModel, Field
 
 from mx_webhooks import normalize
 from mx_webhooks.events import InvalidEvent, WebhookEvent, parse_event
-from mx_webhooks.observability import emit, logger
+from mx_webhooks.observability import emit, log_with_metrics, logger, metrics_batch
 from mx_webhooks.registry import Handler, PermanentError, Registry
 from mx_webhooks.store import COMPLETED, FAILED, EventStore, HandlerResult, LeaseLost
 
@@ -195,6 +195,11 @@ class Consumer:
 
     # -- one record --------------------------------------------------------------------------
     def _run_one(self, item: _Item, context: Any) -> Outcome:
+        """One record, with its metrics and its outcome log record written as one line."""
+        with metrics_batch():
+            return self._run_one_measured(item, context)
+
+    def _run_one_measured(self, item: _Item, context: Any) -> Outcome:
         started = time.perf_counter()
         if item.event is None:
             outcome = self._park_invalid(item)
@@ -210,17 +215,15 @@ class Consumer:
         outcome.duration_ms = int((time.perf_counter() - started) * 1000)
         if outcome.retry:
             self._after_failure(item, outcome)
-        logger.info(
-            "event %s",
-            outcome.result,
-            extra={
-                "event_id": outcome.event_id,
-                "event_type": outcome.event_type,
-                "outcome": outcome.result,
-                "duration_ms": outcome.duration_ms,
-                "receive_count": item.receive_count,
-                "error": outcome.error,
-            },
+        log_with_metrics(
+            f"event {outcome.result}",
+            event_id=outcome.event_id,
+            correlation_id=outcome.event_id,
+            event_type=outcome.event_type,
+            outcome=outcome.result,
+            duration_ms=outcome.duration_ms,
+            receive_count=item.receive_count,
+            error=outcome.error,
         )
         logger.thread_safe_remove_keys(["event_id", "correlation_id"])
         return outcome
@@ -415,8 +418,8 @@ class Consumer:
     @staticmethod
     def _meta(item: _Item, event: WebhookEvent) -> dict[str, Any]:
         # When ingest queued it: SQS's own SentTimestamp (ms), so ingest sends no extra attribute.
-        sent = (item.record.get("attributes") or {}).get("SentTimestamp")
-        received = f"{int(sent) / 1000:.3f}" if str(sent or "").isdigit() else None
+        sent = str((item.record.get("attributes") or {}).get("SentTimestamp") or "")
+        received = f"{int(sent) / 1000:.3f}" if sent.isdigit() else None
         return {
             "eventId": event.event_id,
             "eventType": event.type,

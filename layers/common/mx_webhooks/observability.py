@@ -145,6 +145,18 @@ def log_with_metrics(message: str, **fields: Any) -> None:
     keys = {k: v for k, v in logger.get_current_keys().items() if not (isinstance(v, str) and "%(" in v)}
     record = {**keys, "level": "INFO", "message": message, "timestamp": stamp, **fields}
     _pending.record = {k: v for k, v in record.items() if v is not None}
+    _also_to_other_handlers(message, fields)
+
+
+def _also_to_other_handlers(message: str, fields: dict[str, Any]) -> None:
+    """Hand the record to handlers besides Powertools' own (the local stack's tap), as logging would."""
+    base = logging.getLogger(logger.name)
+    others = [h for h in base.handlers if h is not logger.registered_handler]
+    if others:
+        record = base.makeRecord(base.name, logging.INFO, __file__, 0, message, (), None, extra=fields)
+        for handler in others:
+            if record.levelno >= handler.level:
+                handler.handle(record)
 
 
 def _documents(entries: list[tuple[str, float, str, dict[str, str]]]) -> list[dict[str, Any]]:
