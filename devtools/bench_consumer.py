@@ -200,11 +200,11 @@ def batch_wall_time(
 ) -> dict[str, Any]:
     """Median wall seconds per batch of 10 new events: ours and the Powertools recipe, interleaved."""
     import boto3
-    from botocore.config import Config
 
     from devtools.bench_child import Context, sqs_answer
+    from mx_webhooks.consumer import ConsumerConfig, client_config
 
-    pool = Config(max_pool_connections=10)
+    pool = client_config(ConsumerConfig(TABLE_NAME="events", QUEUE_URL=QUEUE_URL, DLQ_URL=DLQ_URL))  # as deployed
     ours_ddb = boto3.client("dynamodb", region_name=REGION, config=pool)
     ours_sqs = boto3.client("sqs", region_name=REGION, config=pool)
     ours_counts = _stub(ours_ddb, _ours_answer, delay)

@@ -10,9 +10,8 @@ import os
 from typing import Any
 
 import boto3
-from botocore.config import Config
 
-from mx_webhooks.consumer import Consumer, ConsumerConfig
+from mx_webhooks.consumer import Consumer, ConsumerConfig, client_config
 from mx_webhooks.handlers import DEFAULT_MODULES, load_handler_modules
 from mx_webhooks.observability import logger
 from mx_webhooks.registry import registry
@@ -20,7 +19,7 @@ from mx_webhooks.store import EventStore
 
 CONFIG = ConsumerConfig.model_validate(os.environ)
 HANDLER_MODULES = load_handler_modules(os.environ.get("HANDLER_MODULES", DEFAULT_MODULES))
-_aws = Config(retries={"max_attempts": 5, "mode": "adaptive"}, max_pool_connections=max(10, CONFIG.max_workers))
+_aws = client_config(CONFIG)
 CONSUMER = Consumer(
     CONFIG,
     EventStore(
