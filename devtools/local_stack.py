@@ -843,12 +843,13 @@ class LocalStackProcess:
         self.info = json.loads(ready.read_text())
         return self.info
 
-    def stop(self, timeout: float = 15) -> int | None:
+    def stop(self, timeout: float = 15, signum: int = signal.SIGINT) -> int | None:
+        """Signal the stack (Ctrl-C by default) and wait for it; its exit code (0 = clean)."""
         process = self.process
         if process is None:
             return None
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signum)
             try:
                 process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -123,7 +125,9 @@ class Target:
 def _local_target() -> Iterator[Target]:
     from devtools.local_stack import LocalStackProcess
 
-    with LocalStackProcess(params=LOCAL_PARAMS, handler_modules=["devtools.e2e_handlers"]) as stack:
+    stack = LocalStackProcess(params=LOCAL_PARAMS, handler_modules=["devtools.e2e_handlers"])
+    stack.start()
+    try:
         yield Target(
             kind="local",
             webhook_url=str(stack.info["webhook_url"]),
@@ -134,6 +138,14 @@ def _local_target() -> Iterator[Target]:
             timeout_s=15,
             stack=stack,
         )
+    finally:
+        # SIGTERM here (test_local_stack.py covers Ctrl-C): a clean exit that frees the port
+        port = int(stack.url.rsplit(":", 1)[1]) if stack.info else None
+        code = stack.stop(signum=signal.SIGTERM)
+    assert code == 0, stack.log_text()[-2000:]
+    if port is not None:
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, "the stack's port still answers after SIGTERM"
 
 
 def _deployed_target(stack_name: str) -> Target:

@@ -109,28 +109,6 @@ def test_ready_fast_a_cli_delivery_processed_fast_and_ctrl_c_leaves_nothing():
         stack.stop()
 
 
-def test_sigterm_stops_it_too():
-    # Given a running local stack on a fixed port chosen now
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    stack = LocalStackProcess(port=port)
-    stack.start()
-    try:
-        assert stack.url.endswith(f":{port}")
-        pid = stack.process.pid
-
-        # When it is sent SIGTERM (a process manager, `kill`)
-        code, took = _stop(stack, signal.SIGTERM)
-
-        # Then it exits cleanly and the port is free
-        assert code == 0 and took < 10
-        assert not Path(f"/proc/{pid}").exists()
-        assert _port_is_free(port)
-    finally:
-        stack.stop()
-
-
 def _wait_text(stack: LocalStackProcess, text: str, timeout: float = 5) -> str:
     deadline = time.monotonic() + timeout
     while text not in (log := stack.log_text()) and time.monotonic() < deadline:
