@@ -627,12 +627,14 @@ class LocalStack:
 
     def banner(self) -> str:
         webhook = self.info["webhook_url"]
+        port = self.url.rsplit(":", 1)[1]
+        make_send = "make send" if port == "3000" else f"make send PORT={port}"
         lines = [
             f"Local stack ready in {self.ready_seconds:.1f} s (moto at {self.endpoint_url}, region {REGION}).",
             "",
             f"  Webhook URL     {webhook}   (or {webhook}/<source>)",
             f"  Signing secret  {self.secret}",
-            "  Send an event   make send        (or: python -m devtools.send --url "
+            f"  Send an event   {make_send}   (or: python -m devtools.send --url "
             f"{webhook} --secret {self.secret} --type workorder.created)",
             "",
             "  Routes (IAM authorisation is not checked locally):",
