@@ -33,7 +33,9 @@ Command line::
     python -m devtools.local_stack [--port 3000] [--param MaxReceiveCount=3 ...]
         [--handler-modules my.module] [--secret local-dev-secret] [--verbose]
 
-Importable API, in-process (sets the AWS_* variables of this process while it runs)::
+Importable API, in-process: it sets the AWS_* variables of this process while it
+runs, and moto's state is global to a process, so one at a time (a new one starts
+from an empty moto, like new containers)::
 
     from devtools.local_stack import LocalStack
     with LocalStack(port=0, params={"MaxReceiveCount": "3"}) as stack:
@@ -46,7 +48,10 @@ or as a subprocess (what the e2e tests use; nothing leaks into the caller)::
 
     from devtools.local_stack import LocalStackProcess
     with LocalStackProcess(params={...}, handler_modules=["devtools.e2e_handlers"]) as stack:
-        stack.url, stack.outputs, stack.endpoint_url, stack.client("sqs"), stack.log_text()
+        stack.url, stack.outputs, stack.endpoint_url, stack.client("sqs")
+        stack.log_text()                # the banner and one line per request / consumed record
+        stack.function_log_text()       # the functions' JSON logs and EMF metrics
+        stack.stop(signum=signal.SIGTERM)   # default SIGINT; returns the exit code (0 = clean)
 
 ``stack.info`` is the same dict in both: ``url``, ``webhook_url``, ``endpoint_url``,
 ``region``, ``secret``, ``stack_name``, ``outputs``, ``parameters``, ``routes``.
@@ -231,6 +236,11 @@ class LocalStack:
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
         self._moto.start()
         self._exit.callback(self._moto.stop)
+        # moto's state is global to the process: start from nothing, leave nothing behind.
+        # (So one in-process LocalStack at a time; LocalStackProcess runs any number.)
+        self._reset_moto()
+        self._exit.callback(self._reset_moto)
+        _fresh_parameter_providers()  # as in a new container: no client bound to an earlier stack's moto
         self._exit.enter_context(
             stack_environment(
                 {
@@ -268,6 +278,13 @@ class LocalStack:
             "routes": [r.route_key + " -> " + r.function.logical_id for r in self.routes],
             "pid": os.getpid(),
         }
+
+    def _reset_moto(self) -> None:
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - moto on 127.0.0.1
+            response.read()
 
     def _stop_event_sources(self) -> None:
         for source in self.event_sources:
@@ -721,6 +738,14 @@ def _zip_folder(folder: Path) -> bytes:
             if path.is_file() and "__pycache__" not in path.parts:
                 archive.write(path, path.relative_to(folder).as_posix())
     return buffer.getvalue()
+
+
+def _fresh_parameter_providers() -> None:
+    """Drop Powertools' cached parameter providers (their boto3 clients) and cached values."""
+    from aws_lambda_powertools.utilities.parameters import base, constants
+
+    constants.DEFAULT_PROVIDERS.clear()
+    base.clear_caches()
 
 
 def _quiet_moto() -> None:
