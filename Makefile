@@ -18,31 +18,34 @@ export SAM_CLI_TELEMETRY := 0
 export PYTHONPATH := $(CURDIR)/layers/common:$(CURDIR)
 PORT ?= 3000
 
-.PHONY: install install-sam install-scan scan run send test test-unit test-fast lint format typecheck validate build deploy bench events clean admin
+.PHONY: check-python install install-sam install-scan scan run send test test-unit test-fast lint format typecheck validate build deploy bench events clean admin
 
-$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
+# Installs go through uv (pinned, installed with pip into .venv first): it resolves and
+# installs the dev dependencies in seconds where pip takes a minute or two, which is
+# most of `make run`'s time on a fresh clone.
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+check-python:
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (pyenv install 3.13, or set PYTHON313=...)"; exit 1; }
+
+$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt | check-python
 	$(PYTHON313) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q uv==$(UV_VERSION)
+	$(UV) pip install -q --python $(PY) -r requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed
 
-$(SAM_VENV)/.installed:
-	@test -n "$(PYTHON313)" || { echo "python3.13 not found"; exit 1; }
+$(SAM_VENV)/.installed: $(VENV)/.installed
 	$(PYTHON313) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install -q --upgrade pip
-	$(SAM_VENV)/bin/python -m pip install -q aws-sam-cli==1.170.0
+	$(UV) pip install -q --python $(SAM_VENV)/bin/python aws-sam-cli==1.170.0
 	touch $@
 
 install-sam: $(SAM_VENV)/.installed
 
-$(SCAN_VENV)/.installed:
-	@test -n "$(PYTHON313)" || { echo "python3.13 not found"; exit 1; }
+$(SCAN_VENV)/.installed: $(VENV)/.installed
 	$(PYTHON313) -m venv $(SCAN_VENV)
-	$(SCAN_VENV)/bin/python -m pip install -q --upgrade pip
-	$(SCAN_VENV)/bin/python -m pip install -q checkov==3.3.30
+	$(UV) pip install -q --python $(SCAN_VENV)/bin/python checkov==3.3.30
 	touch $@
 
 install-scan: $(SCAN_VENV)/.installed
