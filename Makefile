@@ -66,6 +66,10 @@ admin: install
 test: install install-sam lint validate scan build
 	$(PY) -m pytest -q
 
+## load: the load test at full size on the local stack (CI runs it at 500 within `make test`)
+load: install
+	LOAD_DELIVERIES=$(or $(DELIVERIES),5000) LOAD_TIMEOUT_S=$(or $(LOAD_TIMEOUT_S),2400) $(PY) -m pytest -q -s -m load tests/load
+
 ## test-fast: unit and integration tests only
 test-fast: install
 	$(PY) -m pytest -q tests/unit tests/integration
