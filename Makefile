@@ -31,7 +31,7 @@ check-python:
 $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt | check-python
 	$(PYTHON313) -m venv $(VENV)
 	$(PY) -m pip install -q uv==$(UV_VERSION)
-	$(UV) pip install -q --python $(PY) -r requirements-dev.txt
+	$(UV) pip install -q --compile-bytecode --python $(PY) -r requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed
