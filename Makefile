@@ -28,9 +28,11 @@ UV := $(VENV)/bin/uv
 check-python:
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (pyenv install 3.13, or set PYTHON313=...)"; exit 1; }
 
-$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt | check-python
+$(UV): | check-python
 	$(PYTHON313) -m venv $(VENV)
 	$(PY) -m pip install -q uv==$(UV_VERSION)
+
+$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt | $(UV)
 	$(UV) pip install -q --compile-bytecode --python $(PY) -r requirements-dev.txt
 	touch $@
 
