@@ -131,7 +131,6 @@ def consumer_events() -> dict[str, dict[str, Any]]:
 
 def env_json() -> dict[str, Any]:
     common = {
-        "AWS_ENDPOINT_URL": "http://host.docker.internal:5000",
         "POWERTOOLS_SERVICE_NAME": "maintainx-webhooks",
         "POWERTOOLS_METRICS_NAMESPACE": "MaintainXWebhooks",
         "POWERTOOLS_LOG_LEVEL": "INFO",

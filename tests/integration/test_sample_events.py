@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from devtools import sample_events
-from tests.conftest import EVENTS, REGION, LambdaContext, load_event, receive_all, table_definition
+from tests.conftest import EVENTS, REGION, LambdaContext, load_event, load_template, receive_all, table_definition
 
 INGEST_FILES = sorted(p.name for p in (EVENTS / "ingest").glob("*.json"))
 ENV = json.loads((EVENTS / "env.json").read_text())
@@ -39,8 +39,6 @@ def local_resources(aws: None) -> dict[str, str]:
 def entry_module(name: str, function: str, monkeypatch: pytest.MonkeyPatch, **overrides: str) -> ModuleType:
     """Import a function's entry module afresh with its env.json environment."""
     for key, value in {**ENV[function], **overrides}.items():
-        if key == "AWS_ENDPOINT_URL":
-            continue  # moto intercepts in-process; the file points sam local at the local stack
         monkeypatch.setenv(key, value)
     sys.modules.pop(name, None)
     return importlib.import_module(name)
@@ -48,6 +46,15 @@ def entry_module(name: str, function: str, monkeypatch: pytest.MonkeyPatch, **ov
 
 def test_env_json_covers_every_function_the_events_target():
     assert set(ENV) == {"IngestFunction", "ConsumerFunction"}
+
+
+def test_env_json_sets_only_variables_the_template_declares():
+    # `sam local invoke --env-vars` overrides declared variables and silently drops the rest
+    template = load_template()
+    globals_env = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    for function, values in ENV.items():
+        declared = globals_env | set(template["Resources"][function]["Properties"]["Environment"]["Variables"])
+        assert set(values) <= declared, f"{function}: {sorted(set(values) - declared)} would be ignored"
     assert json.loads(ENV["IngestFunction"]["LOCAL_WEBHOOK_SECRETS"]) == {"default": ["local-dev-secret"]}
 
 
