@@ -20,6 +20,7 @@ from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
 from devtools import samples
 from mx_webhooks import store as store_module
+from mx_webhooks.consumer import ConsumerConfig, client_config
 from mx_webhooks.ingest import IngestConfig, Ingestor
 from tests.conftest import REGION, LambdaContext, receive_all, sqs_record
 from tests.reliability.conftest import LOCAL_SECRETS, FaultInjector, error_response, message_to_record
@@ -27,11 +28,13 @@ from tests.reliability.conftest import LOCAL_SECRETS, FaultInjector, error_respo
 # The retry settings the functions use (functions/*/..._handler.py), so a test's client
 # absorbs (or fails on) exactly what the deployed one would. botocore's ``max_attempts``
 # counts retries: 2 means 3 attempts in all, 5 means 6. (The consumer's "adaptive" mode
-# is "standard" plus client-side rate limiting, which only adds waiting.)
+# is "standard" plus client-side rate limiting.)
 INGEST_ATTEMPTS = 3
 CONSUMER_ATTEMPTS = 6
-INGEST_SQS_CONFIG = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"})
-CONSUMER_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"})
+INGEST_SQS_CONFIG = Config(
+    connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"}, parameter_validation=False
+)
+CONSUMER_CONFIG = client_config(ConsumerConfig.model_validate({"TABLE_NAME": "-", "QUEUE_URL": "-", "DLQ_URL": "-"}))
 
 
 def throttled() -> Any:
@@ -45,10 +48,13 @@ def unavailable() -> Any:
 
 
 def no_backoff_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    """botocore sleeps between retries; the test does not need to wait for them."""
+    """botocore sleeps between retries, and adaptive mode's token bucket holds requests
+    back after throttling; the retries still happen, the test need not wait for them."""
+    import botocore.retries.bucket
     import botocore.retries.standard
 
     monkeypatch.setattr(botocore.retries.standard.ExponentialBackoff, "delay_amount", lambda self, context: 0)
+    monkeypatch.setattr(botocore.retries.bucket.TokenBucket, "acquire", lambda self, amount=1, block=True: True)
 
 
 def consume_until_empty(
