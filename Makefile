@@ -18,7 +18,7 @@ export SAM_CLI_TELEMETRY := 0
 export PYTHONPATH := $(CURDIR)/layers/common:$(CURDIR)
 PORT ?= 3000
 
-.PHONY: check-python install install-sam install-scan scan run send test test-unit test-fast lint format typecheck validate build deploy bench events clean admin
+.PHONY: check-python install install-sam install-scan scan load run send test test-unit test-fast lint format typecheck validate build deploy bench events clean admin
 
 # Installs go through uv (pinned, installed with pip into .venv first): it resolves and
 # installs the dev dependencies in seconds where pip takes a minute or two, which is
