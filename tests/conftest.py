@@ -172,6 +172,27 @@ def stack(aws: None) -> Stack:
     return Stack(queue_url, dlq_url, "events", topic_arn, alerts_url, max_receive_count=3)
 
 
+# The local sources' secrets the ingest fixtures verify with: "requests" has a new and an old one.
+LOCAL_SECRETS = json.dumps({"default": ["local-dev-secret"], "requests": ["requests-new", "requests-old"]})
+
+
+@pytest.fixture
+def ingestor(stack: Stack) -> Any:
+    """The real ingest logic on the moto queue, with local secrets."""
+    from mx_webhooks.ingest import IngestConfig, Ingestor
+
+    config = IngestConfig.from_env({"QUEUE_URL": stack.queue_url, "LOCAL_WEBHOOK_SECRETS": LOCAL_SECRETS})
+    return Ingestor(config, boto3.client("sqs", region_name=REGION))
+
+
+@pytest.fixture
+def registry() -> Any:
+    """An empty handler registry of the test's own (not the global one the examples use)."""
+    from mx_webhooks.registry import Registry
+
+    return Registry()
+
+
 class LambdaContext:
     function_name = "test-function"
     function_version = "$LATEST"

@@ -15,24 +15,11 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from mx_webhooks.consumer import Consumer, ConsumerConfig
-from mx_webhooks.ingest import IngestConfig, Ingestor
 from mx_webhooks.registry import Registry
 from mx_webhooks.store import EventStore
 from tests.conftest import REGION, Stack, receive_all, sqs_record
 
 SECRET = "local-dev-secret"
-LOCAL_SECRETS = json.dumps({"default": [SECRET], "requests": ["requests-new", "requests-old"]})
-
-
-@pytest.fixture
-def ingestor(stack: Stack) -> Ingestor:
-    config = IngestConfig.from_env({"QUEUE_URL": stack.queue_url, "LOCAL_WEBHOOK_SECRETS": LOCAL_SECRETS})
-    return Ingestor(config, boto3.client("sqs", region_name=REGION))
-
-
-@pytest.fixture
-def registry() -> Registry:
-    return Registry()
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from devtools import samples
 from mx_webhooks import store as store_module
 from mx_webhooks.consumer import ConsumerConfig, client_config
 from mx_webhooks.ingest import IngestConfig, Ingestor
-from tests.conftest import REGION, LambdaContext, receive_all, sqs_record
-from tests.reliability.conftest import LOCAL_SECRETS, FaultInjector, error_response, message_to_record
+from tests.conftest import LOCAL_SECRETS, REGION, LambdaContext, receive_all, sqs_record
+from tests.reliability.conftest import FaultInjector, error_response, message_to_record
 
 # The retry settings the functions use (functions/*/..._handler.py), so a test's client
 # absorbs (or fails on) exactly what the deployed one would. botocore's ``max_attempts``

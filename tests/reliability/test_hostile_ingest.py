@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from devtools import samples
 from mx_webhooks.ingest import DEFAULT_MAX_BODY_BYTES, IngestConfig, Ingestor
 from mx_webhooks.signature import compute_signature, signature_header
-from tests.conftest import REGION, receive_all
-from tests.reliability.conftest import LOCAL_SECRETS, SECRET
+from tests.conftest import LOCAL_SECRETS, REGION, receive_all
+from tests.reliability.conftest import SECRET
 
 BODY = samples.encode(
     {"eventType": "NEW_WORK_ORDER", "occurredAt": "2026-09-14T13:03:18.971Z", "orgId": 4711, "workOrderId": 90001}
