@@ -159,6 +159,9 @@ class Consumer:
         self.registry = registry
         self.sqs = sqs_client
         self.sns = sns_client
+        # Kept for the container's life: starting ten threads per batch cost more CPU
+        # than the batch's own Python work (docs/benchmarks.md, row 4).
+        self._pool = ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="consumer")
 
     # -- batch -------------------------------------------------------------------------------
     def process_batch(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -176,9 +179,8 @@ class Consumer:
             for group in groups.values():
                 outcomes.extend(self._run_group(group, context))
         else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="consumer") as pool:
-                for result in pool.map(lambda g: self._run_group(g, context), list(groups.values())):
-                    outcomes.extend(result)
+            for result in self._pool.map(lambda g: self._run_group(g, context), list(groups.values())):
+                outcomes.extend(result)
         failures = [{"itemIdentifier": o.message_id} for o in outcomes if o.retry]
         return {"batchItemFailures": failures}
 
