@@ -193,7 +193,8 @@ def warm_cost(rounds: int, requests: int) -> tuple[Row, dict[str, float]]:
         ratio <= 1.5,
         [
             f"{rounds} interleaved rounds of {requests} requests, median of per-round ratios; "
-            f"includes the one line per request that carries our log record and EMF metrics; wall-time ratio {wall_ratio:.2f}x"
+            "includes the one line per request that carries our log record and EMF metrics; "
+            f"wall-time ratio {wall_ratio:.2f}x"
         ],
     )
     return row, extra
