@@ -332,7 +332,8 @@ def test_events_of_one_work_order_run_in_occurred_at_order(consumer, registry):
     assert seen == ["IN_PROGRESS", "ON_HOLD", "DONE"]
 
 
-def test_a_failure_holds_back_later_events_of_the_same_work_order(consumer, registry):
+def _two_transitions(registry, work_order_id: int) -> tuple[list[str], dict, dict]:
+    """A handler failing on IN_PROGRESS (recording what it saw), and OPEN->IN_PROGRESS->DONE payloads."""
     seen: list[str] = []
 
     @registry.on("workorder.updated")
@@ -345,11 +346,16 @@ def test_a_failure_holds_back_later_events_of_the_same_work_order(consumer, regi
         "eventType": "WORK_ORDER_STATUS_CHANGE",
         "occurredAt": "2026-09-14T13:00:01Z",
         "orgId": 1,
-        "workOrderId": 7,
+        "workOrderId": work_order_id,
         "oldStatus": "OPEN",
         "newStatus": "IN_PROGRESS",
     }
     later = {**first, "occurredAt": "2026-09-14T13:00:02Z", "oldStatus": "IN_PROGRESS", "newStatus": "DONE"}
+    return seen, first, later
+
+
+def test_a_failure_holds_back_later_events_of_the_same_work_order(consumer, registry):
+    seen, first, later = _two_transitions(registry, 7)
     other = {**later, "workOrderId": 8}
     records = [sqs_record(json.dumps(p)) for p in (later, first, other)]
 
@@ -367,23 +373,7 @@ def _succeeded():
 
 
 def test_a_held_event_runs_on_its_last_allowed_receive_instead_of_being_parked_untried(consumer, registry, store):
-    seen: list[str] = []
-
-    @registry.on("workorder.updated")
-    def track(event):
-        if event.new_status == "IN_PROGRESS":
-            raise RuntimeError("history store down")
-        seen.append(event.new_status)
-
-    first = {
-        "eventType": "WORK_ORDER_STATUS_CHANGE",
-        "occurredAt": "2026-09-14T13:00:01Z",
-        "orgId": 1,
-        "workOrderId": 9,
-        "oldStatus": "OPEN",
-        "newStatus": "IN_PROGRESS",
-    }
-    later = {**first, "occurredAt": "2026-09-14T13:00:02Z", "oldStatus": "IN_PROGRESS", "newStatus": "DONE"}
+    seen, first, later = _two_transitions(registry, 9)
     records = [sqs_record(json.dumps(first), receive_count=3), sqs_record(json.dumps(later), receive_count=3)]
 
     result = consumer.process_batch({"Records": records}, LambdaContext())
