@@ -67,9 +67,6 @@ class Registry:
     def names(self) -> list[str]:
         return [h.name for h in self._handlers]
 
-    def clear(self) -> None:
-        self._handlers.clear()
-
 
 registry = Registry()
 on = registry.on

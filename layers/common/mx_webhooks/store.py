@@ -20,7 +20,6 @@ claim returns the old item); an event with no handler costs 1.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -287,7 +286,3 @@ class EventStore:
         result = self.client.get_item(TableName=self.table, Key={"eventId": {"S": event_id}}, ConsistentRead=True)
         item = result.get("Item")
         return from_item(item) if item else None
-
-
-def payload_text(payload: dict[str, Any] | str) -> str:
-    return payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
