@@ -11,6 +11,11 @@ Follows Lambda's documented behaviour for SQS:
 - without it: delete the batch when the invocation returns;
 - an invocation that raises deletes nothing: the records come back when their
   visibility timeout ends;
+- so does an invocation that runs past the function's timeout: ``LocalFunction.invoke``
+  abandons it and raises ``FunctionTimedOut`` (whatever the abandoned handler later
+  returns reaches no one), and nothing is deleted and no visibility changed here: the
+  records come back when their visibility timeout ends, and the redrive below parks
+  them after ``maxReceiveCount`` receives, as with Lambda;
 - the queue's redrive policy moves a message to the DLQ on the receive after its
   ``maxReceiveCount``-th one. That is the queue's job, and moto's SQS does it on
   receive exactly so; nothing here copies messages to the DLQ.
@@ -27,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from devtools.local_lambda import LocalFunction
+from devtools.local_lambda import FunctionTimedOut, LocalFunction
 
 log = logging.getLogger("devtools.local_stack")
 RECEIVE_MAX = 10  # SQS returns at most 10 messages per ReceiveMessage
@@ -190,6 +195,14 @@ class SqsEventSource:
         self.invocations += 1
         try:
             result = self.function.invoke({"Records": records})
+        except FunctionTimedOut as exc:
+            log.warning(
+                "%s timed out; the batch of %d comes back after its visibility timeout",
+                self.function.logical_id,
+                len(records),
+            )
+            error = f"{type(exc).__name__}: {exc}"
+            failed = {r["messageId"] for r in records}
         except Exception as exc:
             log.exception("%s raised; the batch comes back after its visibility timeout", self.function.logical_id)
             error = f"{type(exc).__name__}: {exc}"
