@@ -23,8 +23,6 @@ classes; the concurrency is a thread pool, since every step is I/O on boto3 clie
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import time
 import traceback
@@ -39,12 +37,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, Field
 
 from mx_webhooks import normalize
+from mx_webhooks.alerts import publish_alert
 from mx_webhooks.events import InvalidEvent, WebhookEvent, parse_event
 from mx_webhooks.observability import emit, log_with_metrics, logger, metrics_batch
 from mx_webhooks.registry import Handler, PermanentError, Registry
-from mx_webhooks.store import COMPLETED, FAILED, EventStore, HandlerResult, LeaseLost
+from mx_webhooks.store import COMPLETED, FAILED, EventStore, HandlerResult, LeaseLost, new_token
 
 MAX_VISIBILITY_SECONDS = 43_200  # SQS limit: 12 hours
+BUSY_MARGIN_SECONDS = 5  # a "busy" record comes back this long after the holder's lease ends
 
 
 class ConsumerConfig(BaseModel):
@@ -110,7 +110,9 @@ class Outcome:
 
     @property
     def retry(self) -> bool:
-        return self.result in ("failed", "held")
+        """Goes back to the queue. "busy" too: another worker holds the event, which is not
+        finished; deleting this copy could delete the one its holder needs to retry."""
+        return self.result in ("failed", "held", "busy")
 
 
 @dataclass(slots=True)
@@ -250,20 +252,22 @@ class Consumer:
     def _process(self, item: _Item, event: WebhookEvent, context: Any) -> Outcome:
         metric_type = event.type if event.is_known_type else normalize.UNKNOWN_TYPE
         handlers = self.registry.handlers_for(event.types)
-        claim = self.store.claim(self._meta(item, event), ignored=not handlers)
+        # The token exists before the claim is sent: if the claim is applied and its reply
+        # lost, the error path can still release it (``_release``), and botocore's retry of
+        # the same call recognises its own write (``EventStore.claim``).
+        results: dict[str, HandlerResult] = {}
+        item.held = (new_token(), results)
+        claim = self.store.claim(self._meta(item, event), token=item.held[0], ignored=not handlers)
         if claim.kind != "claimed":
-            emit("EventDuplicate", eventType=metric_type)
-            return Outcome(
-                item.message_id, event.event_id, event.type, "duplicate" if claim.kind == "duplicate" else "busy"
-            )
+            item.held = None
+            return self._not_claimed(item, event, claim.kind, claim.lease_left(time.time()), metric_type)
         if not handlers:
+            item.held = None
             emit("EventIgnored", eventType=metric_type)
             return Outcome(item.message_id, event.event_id, event.type, "ignored")
 
         done = claim.succeeded_handlers
         pending = [h for h in handlers if h.name not in done]
-        results: dict[str, HandlerResult] = {}
-        item.held = (claim.token, results)
         error: str | None = None
         permanent = False
         for index, handler in enumerate(pending):
@@ -301,6 +305,20 @@ class Consumer:
         item.held = None
         emit("EventFailed", eventType=metric_type)
         return Outcome(item.message_id, event.event_id, event.type, "failed", error)
+
+    def _not_claimed(self, item: _Item, event: WebhookEvent, kind: str, lease_left: float, metric_type: str) -> Outcome:
+        if kind == "duplicate":
+            emit("EventDuplicate", eventType=metric_type)
+            return Outcome(item.message_id, event.event_id, event.type, "duplicate")
+        if kind == "busy":
+            # Not finished: back to the queue, visible again just after the holder's lease.
+            outcome = Outcome(item.message_id, event.event_id, event.type, "busy", "another worker holds the event")
+            outcome.not_before = int(lease_left) + BUSY_MARGIN_SECONDS
+            return outcome
+        # "conflict": the id is taken by a different payload. Recorded and parked under
+        # the delivery's own key; the event that owns the id is not touched.
+        reason = f"event id {event.event_id} already belongs to a different payload; this delivery was not run"
+        return self._park_invalid(item, reason=reason, claimed_id=event.event_id, event_type=event.type)
 
     def _release(self, item: _Item, event: WebhookEvent, error: str) -> int:
         """After an error while holding the claim (a throttled or failed write): record the
@@ -344,28 +362,37 @@ class Consumer:
         return HandlerResult(status="SUCCEEDED", duration_ms=duration)
 
     # -- failure paths -----------------------------------------------------------------------
-    def _park_invalid(self, item: _Item) -> Outcome:
+    def _park_invalid(
+        self, item: _Item, *, reason: str | None = None, claimed_id: str | None = None, event_type: str | None = None
+    ) -> Outcome:
+        """Record a delivery no retry can fix under its own key, then park it in the DLQ.
+
+        Its own key (``EventStore.invalid_key``), never the event id it names: a forged or
+        broken delivery that reuses a live event's id must not overwrite that event's
+        record, payload or claim. The id it named is kept as ``claimedEventId``.
+        """
         body = item.record.get("body") or ""
-        event_id = _attribute(item.record, "eventId") or _fallback_id(body)
-        event_type = _attribute(item.record, "eventType") or normalize.UNKNOWN_TYPE
-        reason = item.invalid or "invalid event"
+        source = _attribute(item.record, "source") or normalize.DEFAULT_SOURCE
+        key = self.store.invalid_key(source, body)
+        claimed_id = claimed_id or _attribute(item.record, "eventId")
+        event_type = event_type or _attribute(item.record, "eventType") or normalize.UNKNOWN_TYPE
+        reason = reason or item.invalid or "invalid event"
         try:
             self.store.record_invalid(
-                event_id,
+                key,
                 {
                     "eventType": event_type,
-                    "source": _attribute(item.record, "source") or "default",
+                    "source": source,
                     "payload": body[:200_000],
                     "messageId": item.message_id,
+                    "claimedEventId": claimed_id,
                 },
                 reason,
             )
         except Exception as exc:
             logger.exception("could not record an invalid event")
-            return Outcome(
-                item.message_id, event_id, event_type, "failed", f"{reason}; not recorded: {_error_text(exc)}"
-            )
-        return self._send_to_dlq(item, event_id, event_type, reason)
+            return Outcome(item.message_id, key, event_type, "failed", f"{reason}; not recorded: {_error_text(exc)}")
+        return self._send_to_dlq(item, key, event_type, reason)
 
     def _send_to_dlq(self, item: _Item, event_id: str, event_type: str, reason: str) -> Outcome:
         """Park a permanent failure in the DLQ now; if that fails, let SQS retry it."""
@@ -384,6 +411,14 @@ class Consumer:
             return Outcome(item.message_id, event_id, event_type, "failed", f"{reason}; not parked: {_error_text(exc)}")
         emit("EventParked", eventType=event_type if event_type in normalize.KNOWN_TYPES else normalize.UNKNOWN_TYPE)
         logger.error("event parked in the DLQ", extra={"event_id": event_id, "reason": reason})
+        publish_alert(
+            self.sns,
+            self.config.alert_topic_arn,
+            "parked in the DLQ: no retry can fix it",
+            event_id=event_id,
+            event_type=event_type,
+            error=reason,
+        )
         return Outcome(item.message_id, event_id, event_type, "parked", reason)
 
     def _after_failure(self, item: _Item, outcome: Outcome) -> None:
@@ -413,26 +448,16 @@ class Consumer:
             logger.warning("could not set the backoff visibility", exc_info=True)
 
     def _alert(self, outcome: Outcome, receive_count: int) -> None:
-        if not self.sns or not self.config.alert_topic_arn:
-            return
-        message = {
-            "alert": "MaintainX webhook event failed its last allowed attempt and is parked in the DLQ",
-            "eventId": outcome.event_id,
-            "eventType": outcome.event_type,
-            "error": outcome.error,
-            "receiveCount": receive_count,
-            "maxReceiveCount": self.config.max_receive_count,
-        }
-        try:
-            self.sns.publish(
-                TopicArn=self.config.alert_topic_arn,
-                Subject=f"MaintainX webhook {outcome.event_type} failed"[:100],
-                Message=json.dumps(message, indent=2),
-                MessageAttributes={"eventId": {"DataType": "String", "StringValue": outcome.event_id}},
-            )
-            emit("AlertPublished")
-        except Exception:
-            logger.exception("could not publish the failure alert", extra={"event_id": outcome.event_id})
+        publish_alert(
+            self.sns,
+            self.config.alert_topic_arn,
+            "failed its last allowed attempt; parked in the DLQ",
+            event_id=outcome.event_id,
+            event_type=outcome.event_type,
+            error=outcome.error,
+            receiveCount=receive_count,
+            maxReceiveCount=self.config.max_receive_count,
+        )
 
     @staticmethod
     def _meta(item: _Item, event: WebhookEvent) -> dict[str, Any]:
@@ -450,6 +475,7 @@ class Consumer:
             "occurredAt": event.occurred_at.isoformat() if event.occurred_at else None,
             "receivedAt": received,
             "payload": item.record.get("body"),
+            "payloadSha": normalize.payload_digest(event.payload),
         }
 
 
@@ -457,7 +483,3 @@ def _sort_time(event: WebhookEvent | None) -> float:
     if event is None or event.occurred_at is None:
         return float("inf")
     return event.occurred_at.timestamp()
-
-
-def _fallback_id(body: str) -> str:
-    return "invalid_" + hashlib.sha256(body.encode("utf-8", "replace")).hexdigest()[:40]

@@ -117,7 +117,7 @@ def parse_event(body: str, *, event_id: str | None = None, source: str = "defaul
         }
     try:
         return WebhookEvent(
-            event_id=event_id or normalize.derive_event_id(payload),
+            event_id=event_id or normalize.derive_event_id(payload, source),
             type=types[0],
             types=types,
             source=source,

@@ -7,7 +7,7 @@ logger only; no pydantic, no DynamoDB. Responses:
 | status | when |
 |---|---|
 | 202 | verified, queued: ``{"received": true, "eventId": ...}`` |
-| 400 | verified but not a UTF-8 JSON object (also: nested too deep, U+FFFE/U+FFFF); or bad base64 |
+| 400 | verified but not a UTF-8 JSON object (nested too deep, U+FFFE/U+FFFF); bad base64; an ``id`` out of bounds |
 | 401 | any signature/timestamp/source failure (generic body; reason logged + metric) |
 | 413 | body larger than ``MAX_BODY_BYTES`` |
 | 503 | the queue or the secret store is unavailable: MaintainX retries later |
@@ -170,7 +170,11 @@ class Ingestor:
         if _SQS_UNSAFE.search(text):
             return self._reject(400, "invalid_characters", "verified body holds characters SQS refuses")
 
-        event_id = normalize.derive_event_id(payload)
+        problem = normalize.event_id_problem(payload)
+        if problem is not None:
+            # Verified, so the sender is genuine: tell it what to fix.
+            return self._reject(400, "invalid_id", problem, public_detail=problem)
+        event_id = normalize.derive_event_id(payload, source)
         event_type = normalize.primary_type(payload)
         logger.append_keys(event_id=event_id, correlation_id=event_id)
         try:
@@ -194,10 +198,12 @@ class Ingestor:
         )
         return response(202, {"received": True, "eventId": event_id})
 
-    def _reject(self, status: int, reason: str, detail: str) -> dict[str, Any]:
+    def _reject(self, status: int, reason: str, detail: str, *, public_detail: str | None = None) -> dict[str, Any]:
         logger.warning("webhook rejected", extra={"reason": reason, "detail": detail, "status": status})
         emit("WebhookRejected", reason=reason)
-        body = UNAUTHORIZED if status == 401 else {"error": _PUBLIC_ERRORS.get(status, "bad request")}
+        body: dict[str, Any] = UNAUTHORIZED if status == 401 else {"error": _PUBLIC_ERRORS.get(status, "bad request")}
+        if public_detail and status != 401:
+            body = {**body, "detail": public_detail}
         return response(status, body)
 
     def _request_uri(self, event: Mapping[str, Any]) -> str:

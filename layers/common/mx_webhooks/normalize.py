@@ -50,21 +50,60 @@ def canonical_json(payload: Any) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def derive_event_id(payload: dict[str, Any]) -> str:
+DEFAULT_SOURCE = "default"
+MAX_ID_LENGTH = 200  # characters of a generic payload's string ``id``
+MAX_NUMERIC_ID_DIGITS = 30  # a numeric ``id``: far above any real id, far below DynamoDB's 2 KB key
+SCOPE_SEPARATOR = "/"  # never in an accepted id nor in a source (a source is one URL path segment)
+
+
+def event_id_problem(payload: dict[str, Any]) -> str | None:
+    """Why a generic payload's ``id`` cannot be an event id, or None when it can (or is absent).
+
+    Ingest answers 400 with this reason: an unbounded id would be accepted and then fail
+    every claim (DynamoDB's key size limit) until the DLQ.
+    """
+    if payload_format(payload) != "generic" or payload.get("id") is None:
+        return None
+    event_id = payload["id"]
+    if isinstance(event_id, bool):
+        return "id must be a string or an integer, not a boolean"
+    if isinstance(event_id, int):
+        if len(str(abs(event_id))) > MAX_NUMERIC_ID_DIGITS:
+            return f"a numeric id has at most {MAX_NUMERIC_ID_DIGITS} digits"
+        return None
+    if isinstance(event_id, str):
+        if not 0 < len(event_id) <= MAX_ID_LENGTH:
+            return f"id must be 1 to {MAX_ID_LENGTH} characters"
+        if not event_id.isprintable() or SCOPE_SEPARATOR in event_id:
+            return f"id must be printable and must not contain {SCOPE_SEPARATOR!r}"
+    return None
+
+
+def derive_event_id(payload: dict[str, Any], source: str = DEFAULT_SOURCE) -> str:
     """The idempotency key: the generic payload's ``id``, else a hash of the payload.
 
     Real MaintainX deliveries carry no id; a retried delivery has the same body and
     a new signature timestamp, so the SHA-256 of the canonical JSON identifies it.
+
+    Scoped by source: events of any source but ``default`` are keyed ``<source>/<id>``,
+    so a holder of one source's secret cannot touch another source's events (ids are
+    otherwise global). An id ``event_id_problem`` refuses falls back to the hash here
+    (ingest refuses it first; this keeps the consumer total).
     """
     event_id = payload.get("id") if payload_format(payload) == "generic" else None
-    if isinstance(event_id, str) and 0 < len(event_id) <= 200 and event_id.isprintable():
-        return event_id
-    if isinstance(event_id, int) and not isinstance(event_id, bool):
-        return str(event_id)
-    # surrogatepass: a JSON "\\ud800" escape decodes to a lone surrogate, which strict
-    # UTF-8 cannot encode; the id must still be derived (and the same every time).
-    digest = hashlib.sha256(canonical_json(payload).encode("utf-8", "surrogatepass")).hexdigest()
-    return f"mx_{digest[:40]}"
+    if event_id is not None and event_id_problem(payload) is None and isinstance(event_id, str | int):
+        key = str(event_id)
+    else:
+        # surrogatepass: a JSON "\\ud800" escape decodes to a lone surrogate, which strict
+        # UTF-8 cannot encode; the id must still be derived (and the same every time).
+        digest = hashlib.sha256(canonical_json(payload).encode("utf-8", "surrogatepass")).hexdigest()
+        key = f"mx_{digest[:40]}"
+    return key if source == DEFAULT_SOURCE else f"{source}{SCOPE_SEPARATOR}{key}"
+
+
+def payload_digest(payload: Any) -> str:
+    """SHA-256 of the canonical JSON: tells a redelivery of an event from another event reusing its id."""
+    return hashlib.sha256(canonical_json(payload).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def types_for(payload: dict[str, Any]) -> tuple[str, ...]:

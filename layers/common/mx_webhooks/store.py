@@ -13,6 +13,13 @@ paths for one fact would drift. The claim follows the same conditional-write ide
 Every later write is conditional on the claim's token, so a worker whose lease was
 taken over cannot overwrite the new holder's record.
 
+Every conditional write here is safe to retry after a lost reply (DynamoDB documents
+that a 500 may have been applied; botocore retries it with the same parameters): the
+caller makes the token before the call, and a condition failure whose returned item
+already holds that token is the write's own earlier success, not a refusal. The claim
+also refuses an event id that the table holds for a different payload (``payloadSha``):
+"conflict", recorded under its own key by the consumer, never run on the other's record.
+
 DynamoDB calls: a new event costs 2 (claim, finish), plus one checkpoint after each
 non-idempotent handler that is followed by another; a duplicate costs 1 (the failed
 claim returns the old item); an event with no handler costs 1.
@@ -20,6 +27,7 @@ claim returns the old item); an event with no handler costs 1.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +36,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+
+from mx_webhooks.normalize import SCOPE_SEPARATOR
 
 IN_PROGRESS = "IN_PROGRESS"
 COMPLETED = "COMPLETED"
@@ -65,7 +75,9 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 class Claim:
     """The outcome of ``EventStore.claim``."""
 
-    kind: str  # "claimed", "duplicate" (finished before) or "busy" (another worker holds it)
+    # "claimed"; "duplicate" (finished before: nothing to do); "busy" (another worker holds a
+    # live lease: try again after it); "conflict" (the id belongs to a different payload)
+    kind: str
     item: dict[str, Any]
     token: str = ""
 
@@ -77,6 +89,15 @@ class Claim:
     @property
     def attempts(self) -> int:
         return int(self.item.get("attempts", 0))
+
+    def lease_left(self, now: float) -> float:
+        """Seconds until the holder's lease ends (0 when there is none)."""
+        return max(0.0, float(self.item.get("leaseUntil", 0)) - now)
+
+
+def new_token() -> str:
+    """A claim or request token, made before the write so a retried write can recognise itself."""
+    return uuid.uuid4().hex
 
 
 @dataclass(slots=True)
@@ -108,15 +129,19 @@ class EventStore:
         self.ttl_days = ttl_days
 
     # -- claim -------------------------------------------------------------------------
-    def claim(self, meta: dict[str, Any], *, now: float | None = None, ignored: bool = False) -> Claim:
+    def claim(
+        self, meta: dict[str, Any], *, token: str | None = None, now: float | None = None, ignored: bool = False
+    ) -> Claim:
         """Take the event for processing with one conditional write.
 
-        ``meta`` holds the event's descriptive attributes (type, source, payload...),
-        written on first sight only. With ``ignored`` (no handler subscribed) the
-        event is recorded as IGNORED in the same write.
+        ``meta`` holds the event's descriptive attributes (type, source, payload,
+        ``payloadSha``...), written on first sight only. With ``ignored`` (no handler
+        subscribed) the event is recorded as IGNORED in the same write. ``token``: made
+        by the caller (``new_token``) so that, should this call fail after being applied,
+        the caller can still release the claim it may hold.
         """
         now = time.time() if now is None else now
-        token = uuid.uuid4().hex
+        token = token or new_token()
         status = IGNORED if ignored else IN_PROGRESS
         names = {"#s": "status", "#ttl": "ttl"}
         values: dict[str, Any] = {
@@ -153,14 +178,20 @@ class EventStore:
             sets.append(f"#m{index} = if_not_exists(#m{index}, :m{index})")
         if ignored:
             sets.append("finishedAt = :now_iso")
+        if meta.get("payloadSha"):
+            same_payload = "(attribute_not_exists(payloadSha) OR payloadSha = :sha)"
+            values[":sha"] = meta["payloadSha"]
+        else:  # DynamoDB has no TRUE literal: an always-true comparison
+            same_payload = "(:zero = :zero)"
         try:
             result = self.client.update_item(
                 TableName=self.table,
                 Key={"eventId": {"S": meta["eventId"]}},
                 UpdateExpression="SET " + ", ".join(sets),
                 ConditionExpression=(
-                    "attribute_not_exists(eventId) OR #s IN (:failed, :queued) "
-                    "OR (#s = :in_progress AND leaseUntil < :now)"
+                    "attribute_not_exists(eventId) OR ("
+                    + same_payload
+                    + " AND (#s IN (:failed, :queued) OR (#s = :in_progress AND leaseUntil < :now)))"
                 ),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values),
@@ -171,9 +202,20 @@ class EventStore:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             old = from_item(exc.response.get("Item") or {})
-            kind = "busy" if old.get("status") == IN_PROGRESS else "duplicate"
-            return Claim(kind=kind, item=old)
+            return Claim(kind=self._refusal(old, meta, token, now), item=old, token=token)
         return Claim(kind="claimed", item=from_item(result["Attributes"]), token=token)
+
+    @staticmethod
+    def _refusal(old: dict[str, Any], meta: dict[str, Any], token: str, now: float) -> str:
+        """What a failed claim condition means, given the item it returned."""
+        if old.get("claimToken") == token:
+            return "claimed"  # our own write, applied before its reply was lost
+        sha = meta.get("payloadSha")
+        if sha and old.get("payloadSha") not in (None, sha):
+            return "conflict"
+        if old.get("status") == IN_PROGRESS and float(old.get("leaseUntil", 0)) >= int(now):
+            return "busy"
+        return "duplicate"
 
     # -- progress ----------------------------------------------------------------------
     def checkpoint(self, event_id: str, token: str, handler: str, result: HandlerResult) -> None:
@@ -245,10 +287,22 @@ class EventStore:
             raise
 
     # -- permanent failures --------------------------------------------------------------
-    def record_invalid(self, event_id: str, meta: dict[str, Any], reason: str, now: float | None = None) -> None:
-        """Record an event no retry can fix as FAILED and parked (one unconditional-ish write).
+    @staticmethod
+    def invalid_key(source: str, body: str) -> str:
+        """The key an invalid delivery is recorded under: its own, never a valid event's.
 
-        A completed event is never overwritten.
+        Derived from the delivery (so its redeliveries share one record), and holding the
+        scope separator, which no accepted event id holds: an invalid delivery that names
+        a live event's id cannot overwrite that event's record or its claim.
+        """
+        digest = hashlib.sha256(f"{source}\n{body}".encode("utf-8", "surrogatepass")).hexdigest()
+        return f"invalid{SCOPE_SEPARATOR}{digest[:40]}"
+
+    def record_invalid(self, event_id: str, meta: dict[str, Any], reason: str, now: float | None = None) -> None:
+        """Record a delivery no retry can fix as FAILED and parked, under ``invalid_key``.
+
+        One write, safe to repeat (a lost reply's retry rewrites the same values; the
+        attempts count may then read one high). A completed record is never overwritten.
         """
         now = time.time() if now is None else now
         values = {
@@ -280,6 +334,108 @@ class EventStore:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
+
+    # -- retry requested by an operator ------------------------------------------------------
+    def request_retry(
+        self, event_id: str, *, observed: dict[str, Any], token: str, force: bool = False, now: float | None = None
+    ) -> bool:
+        """Set the event QUEUED for a retry, if it is still as ``observed``; True if it is now ours to send.
+
+        Safe to retry after a lost reply: ``retryToken`` marks our own write, and a
+        condition failure that finds it is our success. ``force`` clears the handler
+        results so that every handler runs again.
+        """
+        now = time.time() if now is None else now
+        sets = ["#s = :queued", "updatedAt = :now", "retryRequestedAt = :now", "retryToken = :rt"]
+        values: dict[str, Any] = {":queued": QUEUED, ":now": _iso(now), ":rt": token}
+        values[":observed"] = observed.get("status")
+        if force:
+            sets.append("handlers = :empty")
+            values[":empty"] = {}
+        condition = "#s = :observed"
+        if observed.get("status") == IN_PROGRESS:
+            condition += " AND leaseUntil < :epoch"
+            values[":epoch"] = int(now)
+        if observed.get("retryToken"):  # unchanged since it was read, not merely the same status
+            condition += " AND retryToken = :seen"
+            values[":seen"] = observed["retryToken"]
+        else:
+            condition += " AND attribute_not_exists(retryToken)"
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"eventId": {"S": event_id}},
+                UpdateExpression="SET " + ", ".join(sets) + " REMOVE parked, leaseUntil, stalledAt",
+                ConditionExpression=f"({condition}) OR retryToken = :rt",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=to_item(values),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # -- stalled claims --------------------------------------------------------------------
+    def stalled(self, *, older_than: float, limit: int = 100) -> list[dict[str, Any]]:
+        """IN_PROGRESS events whose lease ended before ``older_than`` (epoch s): their holder
+        was stopped (a Lambda timeout, a crash) and no redelivery has taken them over since.
+
+        One Query on the ``ByStatus`` index (few items are IN_PROGRESS at any time).
+        """
+        items: list[dict[str, Any]] = []
+        start: dict[str, Any] | None = None
+        while len(items) < limit:
+            args: dict[str, Any] = {
+                "TableName": self.table,
+                "IndexName": "ByStatus",
+                "KeyConditionExpression": "#s = :in_progress",
+                "FilterExpression": "leaseUntil < :cutoff",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": to_item({":in_progress": IN_PROGRESS, ":cutoff": int(older_than)}),
+                "Limit": limit,
+            }
+            if start:
+                args["ExclusiveStartKey"] = start
+            result = self.client.query(**args)
+            items.extend(from_item(i) for i in result.get("Items", []))
+            start = result.get("LastEvaluatedKey")
+            if not start:
+                break
+        return items[:limit]
+
+    def mark_stalled(self, event_id: str, claim_token: str, *, reason: str, now: float | None = None) -> bool:
+        """Record a stalled claim as FAILED and parked, if nobody has taken it over; True if marked.
+
+        Conditional on the stalled holder's token and an ended lease, so a live holder is
+        never touched; a retry after a lost reply rewrites the same values.
+        """
+        now = time.time() if now is None else now
+        values = {
+            ":failed": FAILED,
+            ":true": True,
+            ":reason": reason[:2000],
+            ":now": _iso(now),
+            ":token": claim_token,
+            ":epoch": int(now),
+        }
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"eventId": {"S": event_id}},
+                UpdateExpression=(
+                    "SET #s = :failed, parked = :true, lastError = :reason, updatedAt = :now, "
+                    "finishedAt = :now, stalledAt = :now"
+                ),
+                ConditionExpression="claimToken = :token AND leaseUntil < :epoch",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=to_item(values),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, event_id: str) -> dict[str, Any] | None:
