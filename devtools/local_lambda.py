@@ -116,11 +116,13 @@ class _Invocation:
         except InvocationAbandoned:
             log.info("%s: the abandoned invocation was stopped", self.thread.name)
 
-    def wait(self, timeout_s: float) -> Any:
-        """The handler's result (or its exception, raised), if it finishes within ``timeout_s``."""
+    def run(self, timeout_s: float) -> bool:
+        """Start the handler and wait for it at most ``timeout_s``; whether it finished in time."""
         self.thread.start()
-        if not self._done.wait(timeout_s):
-            raise TimeoutError
+        return self._done.wait(timeout_s)
+
+    def outcome(self) -> Any:
+        """The handler's result, or its exception raised (only once it has finished)."""
         if self._error is not None:
             raise self._error
         return self._result
@@ -218,10 +220,8 @@ class LocalFunction:
         context = LambdaContext(self)
         request_id = context.aws_request_id
         call = _Invocation(entry, event, context, name=f"lambda-{self.logical_id}-{request_id[:8]}")
-        try:
-            return call.wait(self.timeout_s)
-        except TimeoutError:
-            pass
+        if call.run(self.timeout_s):
+            return call.outcome()
         with self._lock:
             if self._entry is entry:
                 self._entry = None  # this "container" is dead: the next invocation starts a new one

@@ -29,6 +29,8 @@ HANDLER = textwrap.dedent(
         mode = event.get("mode")
         if mode == "raise":
             raise ValueError("bad input")
+        if mode == "raise-timeout":  # the handler's own TimeoutError (a socket's, say) is not the function's
+            raise TimeoutError("read timed out")
         if mode == "loop":  # busy: the abandoning exception stops it at its next bytecode
             try:
                 while True:
@@ -81,8 +83,10 @@ def test_a_handler_that_finishes_in_time_returns_its_value_and_keeps_its_contain
 def test_a_handlers_exception_reaches_the_caller_and_the_container_lives_on(function):
     with pytest.raises(ValueError, match="bad input"):
         function.invoke({"mode": "raise"})
+    with pytest.raises(TimeoutError, match="read timed out"):
+        function.invoke({"mode": "raise-timeout"})
 
-    assert function.invoke({})["invocations"] == 2 and function.loads == 1
+    assert function.invoke({})["invocations"] == 3 and function.loads == 1
 
 
 def test_an_overrunning_handler_is_stopped_and_the_next_invocation_gets_a_fresh_module(function, caplog):
