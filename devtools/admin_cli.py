@@ -108,10 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("event_id")
     retry.add_argument("--force", action="store_true", help="rerun every handler, also on a COMPLETED event")
 
-    bulk = commands.add_parser("retry-failed", help="re-enqueue every FAILED event since a time")
+    bulk = commands.add_parser(
+        "retry-failed", help="re-enqueue every FAILED (or stranded QUEUED, or stalled IN_PROGRESS) event since a time"
+    )
     bulk.add_argument("--since", required=True, help="ISO 8601 or an age: 12h, 1d")
     bulk.add_argument("--limit", type=int, default=100)
     bulk.add_argument("--dry-run", action="store_true")
+
+    commands.add_parser("sweep", help="park and alert events a stopped consumer left IN_PROGRESS (runs every 5 min)")
 
     dlq = commands.add_parser("dlq", help="the dead-letter queue")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -137,6 +141,7 @@ def make_admin(args: argparse.Namespace) -> Admin:
         return session.client(service, region_name=region, endpoint_url=args.endpoint_url)
 
     table_name, queue_url, dlq_url = args.table, args.queue_url, args.dlq_url
+    topic_arn = ""
     if not (table_name and queue_url and dlq_url):
         stack = args.stack_name or (LOCAL_STACK if args.endpoint_url else DEFAULT_STACK)
         try:
@@ -155,15 +160,17 @@ def make_admin(args: argparse.Namespace) -> Admin:
                 "EventsTableName": physical.get("EventsTable"),
                 "EventsQueueUrl": physical.get("EventsQueue"),
                 "EventsDLQUrl": physical.get("EventsDLQ"),
+                "AlertsTopicArn": physical.get("AlertsTopic"),
                 **outputs,
             }
         table_name = table_name or outputs.get("EventsTableName")
         queue_url = queue_url or outputs.get("EventsQueueUrl")
         dlq_url = dlq_url or outputs.get("EventsDLQUrl")
+        topic_arn = outputs.get("AlertsTopicArn") or ""
         if not (table_name and queue_url and dlq_url):
             raise CliError(f"stack {stack!r} lacks the EventsTableName/EventsQueueUrl/EventsDLQUrl outputs", EXIT_AWS)
-    config = AdminConfig(TABLE_NAME=table_name, QUEUE_URL=queue_url, DLQ_URL=dlq_url)
-    return Admin(config, client("dynamodb"), client("sqs"))
+    config = AdminConfig(TABLE_NAME=table_name, QUEUE_URL=queue_url, DLQ_URL=dlq_url, ALERT_TOPIC_ARN=topic_arn)
+    return Admin(config, client("dynamodb"), client("sqs"), sns=client("sns") if topic_arn else None)
 
 
 def run(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
@@ -210,18 +217,28 @@ def run(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
             dump(answer)
         elif args.dry_run:
             print(
-                f"would re-enqueue {len(answer['wouldRetry'])} FAILED event(s) first seen since {answer['since']}",
+                f"would re-enqueue {len(answer['wouldRetry'])} event(s) first seen since {answer['since']}",
                 file=out,
             )
             for event_id in answer["wouldRetry"]:
                 print(f"  {event_id}", file=out)
         else:
-            print(f"re-enqueued {len(answer['retried'])} FAILED event(s) first seen since {answer['since']}", file=out)
+            print(f"re-enqueued {len(answer['retried'])} event(s) first seen since {answer['since']}", file=out)
             for skipped in answer["skipped"]:
                 print(f"  skipped {skipped['eventId']}: {skipped['reason']}", file=out)
         if answer["more"] and not args.json:
             print(f"more FAILED events remain beyond --limit {args.limit}; run again", file=out)
         return EXIT_PARTIAL if answer.get("skipped") else EXIT_OK
+
+    if args.command == "sweep":
+        answer = admin.sweep_stalled()
+        if args.json:
+            dump(answer)
+        else:
+            print(f"parked {len(answer['marked'])} stalled event(s)", file=out)
+            for event_id in answer["marked"]:
+                print(f"  {event_id}", file=out)
+        return EXIT_OK
 
     if args.command == "dlq" and args.dlq_command == "peek":
         answer = admin.peek_dlq(args.max)

@@ -1,4 +1,4 @@
-"""AdminFunction: the IAM-authorised admin routes of AdminApi.
+"""AdminFunction: the IAM-authorised admin routes of AdminApi, and the stalled-claim sweep.
 
 Thin on purpose; the logic is ``mx_webhooks.admin``. Every domain error becomes a
 JSON ``{"error": ...}`` with its status here, in one place.
@@ -20,7 +20,12 @@ from mx_webhooks.observability import get_tracer, logger
 
 CONFIG = AdminConfig.model_validate(os.environ)
 _aws = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=10)
-ADMIN = Admin(CONFIG, boto3.client("dynamodb", config=_aws), boto3.client("sqs", config=_aws))
+ADMIN = Admin(
+    CONFIG,
+    boto3.client("dynamodb", config=_aws),
+    boto3.client("sqs", config=_aws),
+    sns=boto3.client("sns", config=_aws) if CONFIG.alert_topic_arn else None,
+)
 DEADLINE_MARGIN_MS = 5000
 
 tracer = get_tracer()  # traces the DynamoDB and SQS calls (boto3 is patched)
@@ -98,6 +103,10 @@ def admin_error(exc: AdminError) -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if event.get("sweep") == "stalled":  # the SweepStalled schedule, not an HTTP request
+        result = ADMIN.sweep_stalled()
+        logger.info("stalled-claim sweep", extra={"marked": len(result["marked"])})
+        return result
     caller = ((event.get("requestContext") or {}).get("authorizer") or {}).get("iam") or {}
     logger.append_keys(caller=caller.get("userArn"), route=event.get("routeKey"))
     return app.resolve(event, context)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from datetime import UTC, datetime
 
@@ -66,3 +67,21 @@ def test_5xx_gives_up_after_the_attempts_allowed(fake_slack):
         http.request("POST", fake_slack.webhook_url, label="incoming webhook", json_body={"text": "x"})
 
     assert len(fake_slack.calls) == 3
+
+
+def test_the_slack_webhook_url_is_in_no_log_line_even_at_debug(fake_slack, caplog):
+    # Given every logger at DEBUG (Lambda's ApplicationLogLevel at its most verbose)
+    import mx_webhooks.observability  # noqa: F401  (holds urllib3 and botocore at INFO)
+
+    http = JsonHttp("Slack", QUICK)
+    caplog.set_level(logging.DEBUG)
+
+    # When a message is posted to the incoming webhook, and one to a wrong path
+    http.request("POST", fake_slack.webhook_url, label="incoming webhook", json_body={"text": "x"})
+    with pytest.raises(PermanentHttpError):
+        http.request("POST", fake_slack.url + "/services/wrong", label="incoming webhook", json_body={"text": "x"})
+
+    # Then urllib3's request lines (which hold the URL, itself the credential) were not logged
+    path = fake_slack.webhook_url.split("127.0.0.1", 1)[1].split("/", 1)[1]
+    assert len(fake_slack.calls) == 2
+    assert not [r for r in caplog.records if path in r.getMessage() or "/services/wrong" in r.getMessage()]

@@ -126,7 +126,9 @@ def test_the_same_delivery_twice_with_new_signature_timestamps_is_processed_once
     assert len(calls) == 1
 
 
-def test_two_threads_claiming_the_same_event_run_the_handler_once_and_the_busy_copy_is_kept(consumer, registry, calls, atomic_dynamodb):
+def test_two_threads_claiming_the_same_event_run_the_handler_once_and_the_busy_copy_is_kept(
+    consumer, registry, calls, atomic_dynamodb
+):
     # Given a slow handler and the same event in two messages, consumed by two invocations at once
     registry.on("workorder.created")(lambda event: (time.sleep(0.2), calls.append(event.event_id)))
     body = samples.encode(samples.generic_payload("workorder.created", event_id="evt_race"))

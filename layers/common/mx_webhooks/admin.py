@@ -45,8 +45,21 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from mx_webhooks import normalize
+from mx_webhooks.alerts import publish_alert
+from mx_webhooks.message import PARKED_REASON, message_attributes
 from mx_webhooks.observability import emit, logger
-from mx_webhooks.store import COMPLETED, FAILED, IGNORED, IN_PROGRESS, QUEUED, STATUSES, from_item, to_item
+from mx_webhooks.store import (
+    COMPLETED,
+    FAILED,
+    IGNORED,
+    IN_PROGRESS,
+    QUEUED,
+    STATUSES,
+    EventStore,
+    from_item,
+    new_token,
+    to_item,
+)
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
@@ -56,6 +69,10 @@ MAX_BULK_RETRY = 500
 MAX_PEEK = 50
 DEFAULT_REDRIVE = 1000
 MAX_REDRIVE = 10_000
+# SQS refuses a SendMessageBatch whose bodies and attributes add up to more than 256 KiB
+# (BatchRequestTooLong); a batch is cut below that, with room for the request's framing.
+MAX_BATCH_BYTES = 250_000
+STRANDED_AFTER_SECONDS = 900  # a QUEUED event this old has lost its message (its send failed)
 TTL_LAG_DAYS = 2  # DynamoDB deletes expired items within about 48 hours
 LISTED = (
     "eventId",
@@ -70,7 +87,7 @@ LISTED = (
     "lastError",
     "parked",
 )
-_INTERNAL = {"claimToken", "listDay"}
+_INTERNAL = {"claimToken", "listDay", "retryToken", "payloadSha"}
 _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -104,6 +121,12 @@ class AdminConfig(BaseModel):
     queue_url: str = Field(alias="QUEUE_URL")
     dlq_url: str = Field(alias="DLQ_URL")
     retention_days: int = Field(default=30, ge=1, alias="EVENT_TTL_DAYS")
+    alert_topic_arn: str = Field(default="", alias="ALERT_TOPIC_ARN")
+    # A claim whose lease ended this long ago, with nobody taking it over, was stopped (a
+    # Lambda timeout or crash) and its message is gone or parked: the sweep marks it.
+    # Default: above the queue's visibility timeout (360 s), after which a redelivery
+    # would have taken the claim over.
+    stalled_after_seconds: int = Field(default=900, ge=60, alias="STALLED_AFTER_SECONDS")
 
     model_config = {"populate_by_name": True, "extra": "ignore"}
 
@@ -182,11 +205,21 @@ def _previous_day(day: str) -> str:
 
 
 class Admin:
-    def __init__(self, config: AdminConfig, dynamodb: Any, sqs: Any, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: AdminConfig,
+        dynamodb: Any,
+        sqs: Any,
+        *,
+        sns: Any | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.dynamodb = dynamodb
         self.sqs = sqs
+        self.sns = sns
         self.clock = clock
+        self.store = EventStore(dynamodb, config.table_name, ttl_days=config.retention_days)
 
     # -- list ----------------------------------------------------------------------------------
     def list_events(
@@ -367,14 +400,17 @@ class Admin:
         return shown
 
     def _get(self, event_id: str) -> dict[str, Any] | None:
-        result = self.dynamodb.get_item(
-            TableName=self.config.table_name, Key={"eventId": {"S": event_id}}, ConsistentRead=True
-        )
-        return from_item(result["Item"]) if result.get("Item") else None
+        return self.store.get(event_id)
 
     # -- retry ---------------------------------------------------------------------------------
     def retry(self, event_id: str, *, force: bool = False) -> dict[str, Any]:
-        """Re-enqueue one event. Succeeded handlers are not rerun unless ``force``."""
+        """Re-enqueue one event. Succeeded handlers are not rerun unless ``force``.
+
+        A QUEUED event may be retried again: its message may have been lost (the send
+        after the update failed), and a second message is harmless (the claim absorbs it).
+        The update is idempotent by a retry token, so a lost reply's retry does not turn
+        into a refusal that strands the event without a message.
+        """
         now = self.clock()
         item = self._get(event_id)
         if item is None:
@@ -385,35 +421,15 @@ class Admin:
             raise Conflict(f"event {event_id} is being processed right now; try again when its lease ends")
         if status in (COMPLETED, IGNORED) and not force:
             raise Conflict(
-                f"event {event_id} is {status}; its handlers already ran. Use force=true to run them all again"
+                f"event {event_id} is {status}; its handlers already ran. "
+                "Use --force (API: force=true) to run them all again"
             )
         payload = item.get("payload")
         if not isinstance(payload, str) or not payload:
             raise Conflict(f"event {event_id} has no stored payload to re-enqueue")
 
-        sets = ["#s = :queued", "updatedAt = :now", "retryRequestedAt = :now"]
-        values: dict[str, Any] = {":queued": QUEUED, ":now": _iso_now(now), ":observed": status}
-        if force:
-            sets.append("handlers = :empty")
-            values[":empty"] = {}
-        condition = "#s = :observed"
-        if status == IN_PROGRESS:
-            condition += " AND leaseUntil < :epoch"
-            values[":epoch"] = int(now)
-        try:
-            self.dynamodb.update_item(
-                TableName=self.config.table_name,
-                Key={"eventId": {"S": event_id}},
-                UpdateExpression="SET " + ", ".join(sets) + " REMOVE parked, leaseUntil",
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=to_item(values),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise Conflict(f"event {event_id} changed while retrying it; look at it again") from exc
-            raise
-
+        if not self.store.request_retry(event_id, observed=item, token=new_token(), force=force, now=now):
+            raise Conflict(f"event {event_id} changed while retrying it; look at it again")
         event_type = str(item.get("eventType") or normalize.UNKNOWN_TYPE)
         self.sqs.send_message(
             QueueUrl=self.config.queue_url,
@@ -429,45 +445,52 @@ class Admin:
 
     @staticmethod
     def _message_attributes(event_id: str, item: dict[str, Any], payload: str, now: float) -> dict[str, Any]:
-        event_format = item.get("format")
-        if event_format not in ("maintainx", "generic"):
-            try:
-                decoded = json.loads(payload)
-                event_format = normalize.payload_format(decoded) if isinstance(decoded, dict) else "generic"
-            except ValueError:
-                event_format = "generic"
-
-        def text(value: Any) -> dict[str, str]:
-            return {"DataType": "String", "StringValue": str(value)}
-
-        return {
-            "eventId": text(event_id),
-            "eventType": text(item.get("eventType") or normalize.UNKNOWN_TYPE),
-            "source": text(item.get("source") or "default"),
-            "format": text(event_format),
-            "receivedAt": {"DataType": "Number", "StringValue": f"{now:.3f}"},
-        }
+        return message_attributes(
+            event_id,
+            str(item.get("eventType") or normalize.UNKNOWN_TYPE),
+            str(item.get("source") or normalize.DEFAULT_SOURCE),
+        )
 
     def retry_failed(
         self, *, since: str | None, limit: int | str | None = None, dry_run: bool = False
     ) -> dict[str, Any]:
-        """Re-enqueue every FAILED event first seen since ``since``, oldest first, at most ``limit``."""
+        """Re-enqueue every event that needs it, first seen since ``since``, oldest first, at most ``limit``.
+
+        That is: FAILED events; QUEUED ones whose retry message was lost (still QUEUED
+        ``STRANDED_AFTER_SECONDS`` after the request); IN_PROGRESS ones whose holder was
+        stopped (lease ended ``stalled_after_seconds`` ago, nobody took over).
+        """
         now = self.clock()
         since_iso = parse_since(since, now)
         if since_iso is None:
             raise BadRequest("since is required (ISO 8601 or an age like 12h): a bulk retry must be bounded")
         most = parse_int(limit, "limit", default=DEFAULT_BULK_RETRY, low=1, high=MAX_BULK_RETRY)
-        names = {"#s": "status"}
-        values = {":status": FAILED, ":since": since_iso}
+        wanted: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
+            (FAILED, None, {}),
+            (QUEUED, "updatedAt < :stranded", {":stranded": _iso_now(now - STRANDED_AFTER_SECONDS)}),
+            (IN_PROGRESS, "leaseUntil < :cutoff", {":cutoff": int(now - self.config.stalled_after_seconds)}),
+        )
         found: list[dict[str, Any]] = []
-        start = None
-        while len(found) <= most:
-            batch, start = self._query(
-                "ByStatus", "#s = :status AND firstSeenAt >= :since", names, values, None, most + 1, start, forward=True
-            )
-            found.extend(batch)
-            if start is None:
-                break
+        for status, filter_expr, extra in wanted:
+            values = {":status": status, ":since": since_iso, **extra}
+            start = None
+            taken = 0
+            while taken <= most:
+                batch, start = self._query(
+                    "ByStatus",
+                    "#s = :status AND firstSeenAt >= :since",
+                    {"#s": "status"},
+                    values,
+                    filter_expr,
+                    most + 1,
+                    start,
+                    forward=True,
+                )
+                found.extend(batch)
+                taken += len(batch)
+                if start is None:
+                    break
+        found.sort(key=lambda item: str(item.get("firstSeenAt", "")))
         more = len(found) > most
         chosen = [item["eventId"] for item in found[:most]]
         if dry_run:
@@ -493,6 +516,39 @@ class Admin:
                 else:
                     skipped.append({"eventId": event_id, "reason": error})
         return {"since": since_iso, "retried": retried, "skipped": skipped, "more": more}
+
+    # -- stalled claims --------------------------------------------------------------------------
+    def sweep_stalled(self, *, limit: int = 100) -> dict[str, Any]:
+        """Find events whose holder was stopped and nobody took over; record them parked and alert.
+
+        A Lambda stopped at its timeout leaves its event IN_PROGRESS; its message comes
+        back after the visibility timeout and the next claim takes over. When that never
+        happens (the message reached the DLQ while the event was held, or was lost), the
+        event would wait unseen: no status an operator lists, no alert. Runs on a schedule
+        (the admin function's ``SweepStalled`` event) and from the CLI (``sweep``).
+        """
+        now = self.clock()
+        marked: list[str] = []
+        for item in self.store.stalled(older_than=now - self.config.stalled_after_seconds, limit=limit):
+            event_id = str(item["eventId"])
+            lease_end = _iso_now(float(item.get("leaseUntil", 0)))
+            reason = (
+                f"stalled: its claim's lease ended at {lease_end} and no redelivery took it over "
+                "(the consumer was stopped, e.g. at its timeout); retry it with admin retry"
+            )
+            if not self.store.mark_stalled(event_id, str(item.get("claimToken", "")), reason=reason, now=now):
+                continue  # taken over (or marked) since it was read
+            marked.append(event_id)
+            logger.error("stalled event parked", extra={"event_id": event_id, "lease_until": lease_end})
+            publish_alert(
+                self.sns,
+                self.config.alert_topic_arn,
+                "stalled: the consumer was stopped while running it",
+                event_id=event_id,
+                event_type=str(item.get("eventType") or normalize.UNKNOWN_TYPE),
+                error=reason,
+            )
+        return {"marked": marked}
 
     # -- DLQ -------------------------------------------------------------------------------------
     def dlq_depth(self) -> int:
@@ -570,33 +626,71 @@ class Admin:
             ).get("Messages", [])
             if not batch:
                 break
-            by_id = {str(i): message for i, message in enumerate(batch)}
-            sent = self.sqs.send_message_batch(
-                QueueUrl=self.config.queue_url,
-                Entries=[
-                    {"Id": i, "MessageBody": m["Body"], "MessageAttributes": self._requeue_attributes(m)}
-                    for i, m in by_id.items()
-                ],
-            )
-            ok = [entry["Id"] for entry in sent.get("Successful", [])]
-            failed += len(sent.get("Failed", []))
-            if ok:
-                self.sqs.delete_message_batch(
-                    QueueUrl=self.config.dlq_url,
-                    Entries=[{"Id": i, "ReceiptHandle": by_id[i]["ReceiptHandle"]} for i in ok],
-                )
-            moved += len(ok)
+            for chunk in _size_batches(batch):
+                sent_ok, not_sent = self._requeue(chunk)
+                moved += sent_ok
+                failed += not_sent
         if moved:
             emit("DLQRedriven", value=moved)
         remaining = self.dlq_depth()
         logger.info("DLQ redriven", extra={"moved": moved, "failed": failed, "remaining": remaining})
         return {"moved": moved, "failed": failed, "remaining": remaining}
 
+    def _requeue(self, chunk: list[dict[str, Any]]) -> tuple[int, int]:
+        """Send one size-bounded chunk to the events queue, then delete what was sent from the DLQ."""
+        by_id = {str(i): message for i, message in enumerate(chunk)}
+        sent = self.sqs.send_message_batch(
+            QueueUrl=self.config.queue_url,
+            Entries=[
+                {"Id": i, "MessageBody": m["Body"], "MessageAttributes": self._requeue_attributes(m)}
+                for i, m in by_id.items()
+            ],
+        )
+        ok = [entry["Id"] for entry in sent.get("Successful", [])]
+        if ok:
+            self.sqs.delete_message_batch(
+                QueueUrl=self.config.dlq_url,
+                Entries=[{"Id": i, "ReceiptHandle": by_id[i]["ReceiptHandle"]} for i in ok],
+            )
+        return len(ok), len(sent.get("Failed", []))
+
     @staticmethod
     def _requeue_attributes(message: dict[str, Any]) -> dict[str, Any]:
         attributes = {}
         for name, value in (message.get("MessageAttributes") or {}).items():
-            if name == "parkedReason" or value.get("StringValue") is None:
+            if name == PARKED_REASON or value.get("StringValue") is None:
                 continue
             attributes[name] = {"DataType": value["DataType"], "StringValue": value["StringValue"]}
         return attributes
+
+
+def _message_bytes(message: dict[str, Any]) -> int:
+    """What SQS counts toward its size limits: the body plus each attribute's name, type and value."""
+    size = len((message.get("Body") or "").encode())
+    for name, value in (message.get("MessageAttributes") or {}).items():
+        if name == "parkedReason":
+            continue  # not resent
+        size += len(name.encode()) + len(str(value.get("DataType", "")).encode())
+        size += len(str(value.get("StringValue") or "").encode())
+    return size
+
+
+def _size_batches(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Cut a receive's messages into SendMessageBatch calls under ``MAX_BATCH_BYTES`` each.
+
+    Ingest accepts bodies up to 240,000 bytes, so two large parked messages already
+    exceed SQS's batch limit together; a message that large goes in a batch of its own.
+    """
+    batches: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    total = 0
+    for message in messages:
+        size = _message_bytes(message)
+        if current and total + size > MAX_BATCH_BYTES:
+            batches.append(current)
+            current, total = [], 0
+        current.append(message)
+        total += size
+    if current:
+        batches.append(current)
+    return batches

@@ -39,6 +39,7 @@ from pydantic import BaseModel, Field
 from mx_webhooks import normalize
 from mx_webhooks.alerts import publish_alert
 from mx_webhooks.events import InvalidEvent, WebhookEvent, parse_event
+from mx_webhooks.message import message_attributes
 from mx_webhooks.observability import emit, log_with_metrics, logger, metrics_batch
 from mx_webhooks.registry import Handler, PermanentError, Registry
 from mx_webhooks.store import COMPLETED, FAILED, EventStore, HandlerResult, LeaseLost, new_token
@@ -396,12 +397,12 @@ class Consumer:
 
     def _send_to_dlq(self, item: _Item, event_id: str, event_type: str, reason: str) -> Outcome:
         """Park a permanent failure in the DLQ now; if that fails, let SQS retry it."""
-        attributes = {
-            name: {"DataType": value.get("dataType", "String"), "StringValue": value.get("stringValue", "")}
-            for name, value in (item.record.get("messageAttributes") or {}).items()
-            if value.get("stringValue") is not None
-        }
-        attributes["parkedReason"] = {"DataType": "String", "StringValue": reason[:1000] or "invalid"}
+        attributes = message_attributes(
+            _attribute(item.record, "eventId") or event_id,
+            _attribute(item.record, "eventType") or event_type,
+            _attribute(item.record, "source") or normalize.DEFAULT_SOURCE,
+            parked_reason=reason,
+        )
         try:
             self.sqs.send_message(
                 QueueUrl=self.config.dlq_url, MessageBody=item.record.get("body") or "-", MessageAttributes=attributes

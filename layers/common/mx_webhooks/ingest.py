@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mx_webhooks import normalize
+from mx_webhooks.message import message_attributes
 from mx_webhooks.observability import emit, log_with_metrics, logger, metrics_batch
 from mx_webhooks.secrets import SecretProvider, SecretsUnavailable
 from mx_webhooks.signature import DEFAULT_TOLERANCE_SECONDS, SignatureError, verify_body_signature
@@ -181,11 +182,7 @@ class Ingestor:
             self.sqs.send_message(
                 QueueUrl=self.config.queue_url,
                 MessageBody=text,
-                MessageAttributes={
-                    "eventId": {"DataType": "String", "StringValue": event_id},
-                    "eventType": {"DataType": "String", "StringValue": event_type},
-                    "source": {"DataType": "String", "StringValue": source},
-                },
+                MessageAttributes=message_attributes(event_id, event_type, source),
             )
         except Exception:  # ClientError, EndpointConnectionError, timeouts: all mean "retry later"
             logger.exception("enqueue failed", extra={"event_type": event_type})

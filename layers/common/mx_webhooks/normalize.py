@@ -53,7 +53,7 @@ def canonical_json(payload: Any) -> str:
 DEFAULT_SOURCE = "default"
 MAX_ID_LENGTH = 200  # characters of a generic payload's string ``id``
 MAX_NUMERIC_ID_DIGITS = 30  # a numeric ``id``: far above any real id, far below DynamoDB's 2 KB key
-SCOPE_SEPARATOR = "/"  # never in an accepted id nor in a source (a source is one URL path segment)
+SCOPE_SEPARATOR = "~"  # never in an accepted id; URL-safe, so a scoped id is one path segment of the admin API
 
 
 def event_id_problem(payload: dict[str, Any]) -> str | None:
@@ -85,7 +85,7 @@ def derive_event_id(payload: dict[str, Any], source: str = DEFAULT_SOURCE) -> st
     Real MaintainX deliveries carry no id; a retried delivery has the same body and
     a new signature timestamp, so the SHA-256 of the canonical JSON identifies it.
 
-    Scoped by source: events of any source but ``default`` are keyed ``<source>/<id>``,
+    Scoped by source: events of any source but ``default`` are keyed ``<source>~<id>``,
     so a holder of one source's secret cannot touch another source's events (ids are
     otherwise global). An id ``event_id_problem`` refuses falls back to the hash here
     (ingest refuses it first; this keeps the consumer total).

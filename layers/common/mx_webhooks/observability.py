@@ -35,6 +35,9 @@ logger = Logger(service=SERVICE)
 # DEBUG (Lambda's ApplicationLogLevel), so a debugging session cannot leak the
 # signing secrets; tests/reliability/test_secrets_not_logged.py checks it.
 logging.getLogger("botocore").setLevel(logging.INFO)
+# urllib3 logs each request line at DEBUG ("POST /services/T000/B000/secret"): a
+# Slack incoming-webhook URL is itself the credential. Same rule.
+logging.getLogger("urllib3").setLevel(logging.INFO)
 
 # Every custom metric the code emits, with the dimension names it carries besides
 # ``service``. The dashboard and the alarms in template.yaml must use exactly these
