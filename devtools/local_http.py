@@ -8,6 +8,14 @@ method, the body is base64-encoded unless its content type is text, a handler th
 returns a dict without ``statusCode`` is sent as ``200`` JSON, and an exception is a
 ``500 {"message":"Internal Server Error"}``.
 
+Throttling follows API Gateway too: each API's ``$default`` stage throttle from the
+template (``DefaultRouteSettings``, and ``RouteSettings`` for a route given its own)
+is a token bucket (capacity = ``ThrottlingBurstLimit``, refilled at
+``ThrottlingRateLimit`` per second); a request that finds no token is answered
+``429 {"message":"Too Many Requests"}`` and the function is not invoked. The
+stage's default is one bucket per API here, shared by its routes; the account-level
+limit (10,000/s in AWS) is not modelled.
+
 Standard library only (``ThreadingHTTPServer``): one thread per request, like
 concurrent Lambda invocations.
 """
@@ -21,7 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,6 +39,7 @@ from devtools.local_lambda import LocalFunction
 
 TEXT_TYPES = ("text/", "json", "xml", "javascript", "x-www-form-urlencoded", "yaml", "csv")
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+TOO_MANY_REQUESTS = b'{"message":"Too Many Requests"}'  # API Gateway's answer to a throttled request
 
 
 @dataclass
@@ -39,6 +48,7 @@ class Route:
     path: str  # /webhooks/maintainx/{source}
     function: LocalFunction
     iam_auth: bool = False
+    api: str = ""  # the logical id of its HTTP API (whose stage throttle applies)
 
     @property
     def route_key(self) -> str:
@@ -71,6 +81,63 @@ class Route:
         return (literal, -greedy, 0 if self.method == "ANY" else 1)
 
 
+_ROUNDING = 1e-6  # a millionth of a token: what float arithmetic on clock readings may lose
+
+
+class TokenBucket:
+    """A token bucket: ``burst`` tokens at most, refilled at ``rate`` per second; one per request.
+
+    API Gateway throttles this way (its documentation: "the token bucket algorithm,
+    where a token counts for a request"). The bucket starts full, so a quiet API
+    takes a burst of ``burst`` requests at once, then ``rate`` a second.
+
+    Hand-written, not a dependency: what this needs is a non-blocking ``take()``
+    that is exact under concurrency (the HTTP front runs a thread per request, and a
+    burst test counts 202s to the request) with an injectable clock (so that a unit
+    test steps time instead of sleeping). The closest library, ``token-bucket``,
+    leaves its in-memory bucket unlocked on purpose (a burst may pass a token or two
+    more or fewer) and reads ``time.monotonic`` itself; the others are asyncio-only,
+    decorators that sleep, or window counters. A lock and a dozen lines do it.
+    """
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate < 0 or burst < 0:
+            raise ValueError(f"rate and burst must be >= 0, got {rate} and {burst}")
+        self.rate = float(rate)
+        self.capacity = float(burst)
+        self._clock = clock
+        self._tokens = self.capacity
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Spend one token if there is one (True); False means the request is throttled."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + max(0.0, now - self._last) * self.rate)
+            self._last = max(self._last, now)
+            if self._tokens >= 1 - _ROUNDING:
+                self._tokens -= 1
+                return True
+            return False
+
+    @property
+    def tokens(self) -> float:
+        """Tokens left as of the last ``take()`` (for tests and the banner)."""
+        return self._tokens
+
+
+@dataclass
+class Throttle:
+    """One API's resolved stage throttle: ``(rate, burst)`` by default, and by route key for routes of their own.
+
+    ``default`` None: the stage sets no default, so only routes with their own settings are throttled.
+    """
+
+    default: tuple[float, float] | None
+    routes: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
 @dataclass
 class Exchange:
     """One request and its answer, for the delivery log."""
@@ -93,16 +160,26 @@ class HttpFront:
         port: int = 3000,
         account_id: str = "123456789012",
         on_exchange: Callable[[Exchange], None] | None = None,
+        throttles: dict[str, Throttle] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.routes = sorted(routes, key=lambda r: r.specificity(), reverse=True)
         self.account_id = account_id
         self.on_exchange = on_exchange
+        self.throttles = dict(throttles or {})
+        # one bucket per API for its stage default, one per route that has settings of its own
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        for api, throttle in self.throttles.items():
+            if throttle.default is not None:
+                self._buckets[(api, "")] = TokenBucket(*throttle.default, clock=clock)
+            for route_key, (rate, burst) in throttle.routes.items():
+                self._buckets[(api, route_key)] = TokenBucket(rate, burst, clock=clock)
         front = self
 
         class Handler(_RequestHandler):
             owner = front
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server = _Server((host, port), Handler)
         self.server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -122,6 +199,11 @@ class HttpFront:
         self.server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def admit(self, route: Route) -> bool:
+        """Whether the route's throttle has a token for one more request (True if unthrottled)."""
+        bucket = self._buckets.get((route.api, route.route_key)) or self._buckets.get((route.api, ""))
+        return bucket is None or bucket.take()
 
     def find(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         for route in self.routes:
@@ -238,6 +320,13 @@ def http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     return int(result["statusCode"]), headers, body
 
 
+class _Server(ThreadingHTTPServer):
+    # The standard library listens with a backlog of 5: a burst of concurrent connections
+    # overflows it and the kernel resets some (a client sees "connection reset"), which
+    # API Gateway never does. A burst should meet the throttle, not the listen queue.
+    request_queue_size = 1024
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     owner: HttpFront
     protocol_version = "HTTP/1.1"
@@ -259,6 +348,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         route: Route | None = None
         if found is None:
             status, headers, payload = 404, [("content-type", "application/json")], b'{"message":"Not Found"}'
+        elif not self.owner.admit(found[0]):
+            route = found[0]
+            status, headers, payload = 429, [("content-type", "application/json")], TOO_MANY_REQUESTS
         else:
             route, params = found
             event = self.owner.event_for(

@@ -24,9 +24,15 @@ event, then one line per webhook request and one per consumed record. The
 functions' own JSON logs and metrics go to ``.local-stack/functions.log`` (printed
 too with ``--verbose``). Ctrl-C or SIGTERM stops everything: it is one process.
 
+The HTTP front applies each API's stage throttle from the template (token bucket:
+``ThrottlingBurstLimit`` at once, ``ThrottlingRateLimit`` per second; a request
+without a token gets API Gateway's ``429`` and never reaches the function), so
+``--param ApiThrottleRateLimit=1 --param ApiThrottleBurstLimit=5`` shows a burst
+being throttled.
+
 What moto does not do: evaluate CloudWatch alarms (the alarm exists, it never fires;
-the consumer's own alert on an event's last attempt does reach the topic), enforce
-IAM, queue or key policies, or throttle the API.
+the consumer's own alert on an event's last attempt does reach the topic), or enforce
+IAM, queue or key policies.
 
 Command line::
 
@@ -80,7 +86,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from devtools.local_http import Exchange, HttpFront, Route
+from devtools.local_http import Exchange, HttpFront, Route, Throttle
 from devtools.local_lambda import LocalFunction, stack_environment
 from devtools.local_sqs import Delivery, SqsEventSource
 from devtools.local_template import ACCOUNT_ID, ROOT, Resolver, TemplateError, parameter_values, translate
@@ -173,6 +179,7 @@ class LocalStack:
         self.out = out if out is not None else sys.stdout
         self.functions: dict[str, LocalFunction] = {}
         self.routes: list[Route] = []
+        self.throttles: dict[str, Throttle] = {}  # HTTP API logical id -> its stage throttle
         self.event_sources: list[SqsEventSource] = []
         self.outputs: dict[str, Any] = {}
         self.parameters: dict[str, str] = {}
@@ -258,7 +265,12 @@ class LocalStack:
         self._create_stack()
         self._load_functions()
         self._front = HttpFront(
-            self.routes, host=self.host, port=self.port, account_id=ACCOUNT_ID, on_exchange=self._print_exchange
+            self.routes,
+            host=self.host,
+            port=self.port,
+            account_id=ACCOUNT_ID,
+            on_exchange=self._print_exchange,
+            throttles=self.throttles,
         )
         self._front.start()
         self._exit.callback(self._front.stop)
@@ -276,6 +288,10 @@ class LocalStack:
             "outputs": self.outputs,
             "parameters": self.parameters,
             "routes": [r.route_key + " -> " + r.function.logical_id for r in self.routes],
+            "throttles": {
+                api: {"rate": t.default[0], "burst": t.default[1]} if t.default else None
+                for api, t in self.throttles.items()
+            },
             "pid": os.getpid(),
         }
 
@@ -413,6 +429,21 @@ class LocalStack:
             for queue_url in resolver.resolve(props["Queues"]):
                 self.client("sqs").set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": document})
             resolver.physical_ids[logical_id] = logical_id
+        elif kind == "AWS::Logs::MetricFilter":  # kept in moto; nothing evaluates it locally
+            transformations = resolver.resolve(props["MetricTransformations"])
+            for transformation in transformations:
+                if "DefaultValue" in transformation:
+                    transformation["DefaultValue"] = float(transformation["DefaultValue"])
+            name = resolver.resolve(props.get("FilterName")) or f"{self.stack_name}-{logical_id}"
+            self.client("logs").put_metric_filter(
+                logGroupName=resolver.resolve(props["LogGroupName"]),
+                filterName=name,
+                filterPattern=resolver.resolve(props["FilterPattern"]),
+                metricTransformations=[
+                    {k[0].lower() + k[1:]: v for k, v in transformation.items()} for transformation in transformations
+                ],
+            )
+            resolver.physical_ids[logical_id] = name
         elif kind == "AWS::ApiGatewayV2::Api":
             resolver.physical_ids[logical_id] = LOCAL_API_ID  # served by devtools.local_http
         elif kind == "AWS::Lambda::LayerVersion":  # moto creates it but reports no physical id
@@ -521,6 +552,7 @@ class LocalStack:
                 logging.getLogger(service).addHandler(self._tap)
                 self._exit.callback(logging.getLogger(service).removeHandler, self._tap)
         self.routes = self._routes()
+        self.throttles = self._throttles()
         self.event_sources = self._event_sources()
 
     def _routes(self) -> list[Route]:
@@ -538,8 +570,10 @@ class LocalStack:
                 props = event.get("Properties") or {}
                 api_auth = globals_api
                 api_ref = props.get("ApiId")
+                api_id = "ServerlessHttpApi"  # SAM's implicit API, for an event without ApiId
                 if isinstance(api_ref, dict) and "Ref" in api_ref:
-                    api = resources.get(api_ref["Ref"]) or {}
+                    api_id = str(api_ref["Ref"])
+                    api = resources.get(api_id) or {}
                     api_auth = ((api.get("Properties") or {}).get("Auth")) or globals_api
                 authorizer = (props.get("Auth") or {}).get("Authorizer") or api_auth.get("DefaultAuthorizer")
                 method = str(props.get("Method", "ANY")).upper()
@@ -551,9 +585,40 @@ class LocalStack:
                         path=str(props.get("Path", "/{proxy+}")),
                         function=self.functions[logical_id],
                         iam_auth=authorizer == "AWS_IAM",
+                        api=api_id,
                     )
                 )
         return routes
+
+    def _throttles(self) -> dict[str, Throttle]:
+        """Each HTTP API's stage throttle, resolved (parameters applied) from the translated template."""
+        resolver = self._resolver
+        assert resolver is not None
+
+        def limits(settings: Any) -> dict[str, float]:
+            settings = settings if isinstance(settings, dict) else {}
+            keys = {"ThrottlingRateLimit": "rate", "ThrottlingBurstLimit": "burst"}
+            return {name: float(settings[key]) for key, name in keys.items() if settings.get(key) is not None}
+
+        throttles: dict[str, Throttle] = {}
+        for logical_id, resource in resolver.resources().items():
+            if resource["Type"] != "AWS::ApiGatewayV2::Stage" or not resolver.is_created(logical_id):
+                continue
+            props = resource.get("Properties") or {}
+            api_ref = props.get("ApiId")
+            if not (isinstance(api_ref, dict) and "Ref" in api_ref):
+                continue
+            default = limits(resolver.resolve(props.get("DefaultRouteSettings")))
+            routes = {}
+            for route_key, settings in (resolver.resolve(props.get("RouteSettings")) or {}).items():
+                own = limits(settings)
+                merged = {**default, **own}
+                if own and len(merged) == 2:
+                    routes[str(route_key)] = (merged["rate"], merged["burst"])
+            throttles[str(api_ref["Ref"])] = Throttle(
+                (default["rate"], default["burst"]) if len(default) == 2 else None, routes
+            )
+        return throttles
 
     def _event_sources(self) -> list[SqsEventSource]:
         resolver = self._resolver
@@ -621,6 +686,8 @@ class LocalStack:
             event_id = answer.get("eventId", "") if isinstance(answer, dict) else ""
             event_type = next((str(f["event_type"]) for f in seen if f.get("event_type")), "")
             detail = f"{event_id}  {event_type}".strip()
+        elif exchange.status == 429:
+            detail = "throttled (the API's stage throttle; the function was not invoked)"
         else:
             detail = next((str(f["reason"]) for f in seen if f.get("reason")), "")
         self._line(f"http      {exchange.status}  {target}  {detail}  {exchange.duration_ms:.0f} ms")
@@ -656,6 +723,15 @@ class LocalStack:
             "",
             "  Routes (IAM authorisation is not checked locally):",
             *(f"    {route}" for route in self.info["routes"]),
+            "  Throttles       "
+            + (
+                ", ".join(
+                    f"{api} {t.default[0]:g}/s burst {t.default[1]:g}" if t.default else f"{api} per route"
+                    for api, t in self.throttles.items()
+                )
+                or "none"
+            )
+            + " (429 past them)",
             "  Resources       "
             + ", ".join(
                 f"{k}={str(v).rsplit('/', 1)[-1].rsplit(':', 1)[-1]}"

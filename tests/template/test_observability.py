@@ -3,7 +3,10 @@
 The custom metrics are defined once, in ``mx_webhooks.observability.METRIC_CATALOG``
 (name -> dimensions besides ``service``). These tests tie the three places that use
 them together: what the code emits (read from the source and run), what the
-dashboard shows, and what the alarms watch.
+dashboard shows, and what the alarms watch. The one other source of custom metrics
+is the template's own metric filters (``AWS::Logs::MetricFilter``, e.g. throttled
+requests counted from the API access log): those are tied to the dashboard and the
+alarms the same way, with the filter's dimensions.
 """
 
 from __future__ import annotations
@@ -43,6 +46,21 @@ def dashboard(template) -> dict[str, Any]:
     return json.loads(body)
 
 
+@pytest.fixture(scope="module")
+def filter_metrics(template, globals_env) -> dict[str, tuple[str, ...]]:
+    """Metrics the template's log metric filters produce in the project namespace: name -> dimension names."""
+    namespace = globals_env["POWERTOOLS_METRICS_NAMESPACE"]
+    found: dict[str, tuple[str, ...]] = {}
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::Logs::MetricFilter":
+            continue
+        for transformation in resource["Properties"]["MetricTransformations"]:
+            assert transformation["MetricNamespace"] == namespace, transformation
+            dims = tuple(sorted(d["Key"] for d in transformation.get("Dimensions", [])))
+            found[transformation["MetricName"]] = dims
+    return found
+
+
 def _metric_rows(dashboard: dict[str, Any]) -> list[list[Any]]:
     return [row for w in dashboard["widgets"] if w["type"] == "metric" for row in w["properties"]["metrics"]]
 
@@ -69,29 +87,39 @@ def dashboard_custom_metrics(dashboard: dict[str, Any], namespace: str) -> dict[
     return found
 
 
-def test_every_custom_metric_on_the_dashboard_is_emitted_with_those_dimensions_and_vice_versa(dashboard, globals_env):
+def test_every_custom_metric_on_the_dashboard_is_emitted_with_those_dimensions_and_vice_versa(
+    dashboard, globals_env, filter_metrics
+):
     # Given the namespace every function emits to (template Globals)
     namespace = globals_env["POWERTOOLS_METRICS_NAMESPACE"]
+    # (a metric filter never reuses a name the code emits: the two would mix in one metric)
+    assert set(filter_metrics) & set(observability.METRIC_CATALOG) == set()
 
     # When the dashboard's custom metrics are read
     shown = dashboard_custom_metrics(dashboard, namespace)
 
-    # Then each is in the catalog, read with exactly the catalog's dimensions plus service
+    # Then each is in the catalog, read with exactly the catalog's dimensions plus service,
+    # or comes from a metric filter, read with exactly the filter's dimensions
     for name, dimension_sets in shown.items():
-        assert name in observability.METRIC_CATALOG, f"the dashboard shows {name}, which no code emits"
+        if name in filter_metrics:
+            assert dimension_sets == {filter_metrics[name]}, f"{name}: {dimension_sets}, filter {filter_metrics[name]}"
+            continue
+        assert name in observability.METRIC_CATALOG, f"the dashboard shows {name}, which no code or filter emits"
         expected = tuple(sorted(("service", *observability.METRIC_CATALOG[name])))
         assert dimension_sets == {expected}, f"{name}: dashboard dimensions {dimension_sets}, emitted {expected}"
-    # and every catalogued metric has a place on the dashboard
+    # and every catalogued or filtered metric has a place on the dashboard
     assert set(observability.METRIC_CATALOG) - set(shown) == set()
+    assert set(filter_metrics) - set(shown) == set()
 
 
 def test_explicit_dashboard_rows_use_the_service_name_the_functions_log_with(dashboard, globals_env):
     namespace = globals_env["POWERTOOLS_METRICS_NAMESPACE"]
-    services = {row[3] for row in _metric_rows(dashboard) if row[0] == namespace}
+    rows = [row for row in _metric_rows(dashboard) if row[0] == namespace and row[1] in observability.METRIC_CATALOG]
+    services = {row[3] for row in rows}
     assert services == {globals_env["POWERTOOLS_SERVICE_NAME"]}
 
 
-def test_alarms_watch_only_metrics_that_exist_and_notify_the_alerts_topic(template, globals_env):
+def test_alarms_watch_only_metrics_that_exist_and_notify_the_alerts_topic(template, globals_env, filter_metrics):
     namespace = globals_env["POWERTOOLS_METRICS_NAMESPACE"]
     alarms = {k: r["Properties"] for k, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
 
@@ -104,21 +132,30 @@ def test_alarms_watch_only_metrics_that_exist_and_notify_the_alerts_topic(templa
             else [m["MetricStat"]["Metric"] for m in props["Metrics"] if "MetricStat" in m]
         )
         watched[logical_id] = {(m["Namespace"], m["MetricName"]) for m in metrics}
-        # a custom metric in an alarm must be emitted with exactly those dimensions
+        # a custom metric in an alarm must be emitted (by the code or a metric filter) with exactly those dimensions
         for metric in metrics:
             if metric["Namespace"] == namespace:
                 dims = tuple(sorted(d["Name"] for d in metric.get("Dimensions", [])))
-                assert dims == tuple(sorted(("service", *observability.METRIC_CATALOG[metric["MetricName"]])))
+                if metric["MetricName"] in filter_metrics:
+                    assert dims == filter_metrics[metric["MetricName"]], (logical_id, dims)
+                else:
+                    assert dims == tuple(sorted(("service", *observability.METRIC_CATALOG[metric["MetricName"]])))
         assert props["AlarmActions"] == [{"Ref": "AlertsTopic"}], f"{logical_id} does not notify AlertsTopic"
     assert watched["DLQNotEmptyAlarm"] == {("AWS/SQS", "ApproximateNumberOfMessagesVisible")}
     assert watched["QueueAgeAlarm"] == {("AWS/SQS", "ApproximateAgeOfOldestMessage")}
     assert watched["ConsumerErrorRateAlarm"] == {("AWS/Lambda", "Errors"), ("AWS/Lambda", "Invocations")}
     assert watched["Ingest5xxAlarm"] == {("AWS/ApiGateway", "5xx")}
     assert alarms["Ingest5xxAlarm"]["Dimensions"] == [{"Name": "ApiId", "Value": {"Ref": "WebhookApi"}}]
+    assert watched["WebhookThrottledAlarm"] == {(namespace, "WebhookThrottled")}
+    assert alarms["WebhookThrottledAlarm"]["Threshold"] == {"Ref": "ThrottledRequestsAlarmThreshold"}
 
 
 def test_the_dashboard_shows_the_api_queue_dlq_and_consumer_metrics(dashboard):
-    rows = {(row[0], row[1], tuple(row[2:4])) for row in _metric_rows(dashboard) if isinstance(row[0], str)}
+    rows = {
+        (row[0], row[1], tuple(p for p in row[2:4] if isinstance(p, str)))
+        for row in _metric_rows(dashboard)
+        if isinstance(row[0], str)
+    }
     api = ("ApiId", "@WebhookApi@")
     queue = ("QueueName", "@EventsQueue.QueueName@")
     consumer = ("FunctionName", "@ConsumerFunction@")
@@ -134,8 +171,63 @@ def test_the_dashboard_shows_the_api_queue_dlq_and_consumer_metrics(dashboard):
         ("AWS/Lambda", "Duration", consumer),
         ("AWS/Lambda", "Throttles", consumer),
         ("AWS/Lambda", "ConcurrentExecutions", consumer),
+        ("MaintainXWebhooks", "WebhookThrottled", ()),
     }
     assert required - rows == set()
+
+
+def _access_log_line(log_format: str, **values: str) -> dict[str, Any]:
+    """One access log line as API Gateway writes it: each ``$context.x`` replaced (``-`` when not given)."""
+    line = re.sub(r"\$context\.([\w.]+)", lambda m: values.get(m[1], "-"), log_format)
+    return json.loads(line)
+
+
+def _filter_matches(pattern: str, line: dict[str, Any]) -> bool:
+    """CloudWatch Logs' JSON filter pattern, the subset the template uses: ``{ ($.f = "v") && ... }``.
+
+    ``*`` in a value matches any text, as in CloudWatch; a field that is absent never matches.
+    Anything else in the pattern fails the test, so a new pattern gets this checker extended.
+    """
+    body = re.fullmatch(r"\{\s*(.*?)\s*\}", pattern.strip())
+    assert body, f"not a JSON filter pattern: {pattern!r}"
+    for term in body[1].split("&&"):
+        found = re.fullmatch(r'\s*\(?\s*\$\.(\w+)\s*=\s*"([^"]*)"\s*\)?\s*', term)
+        assert found, f"extend _filter_matches for {term!r}"
+        field, wanted = found[1], found[2]
+        if field not in line:
+            return False
+        if not re.fullmatch(".*".join(re.escape(part) for part in wanted.split("*")), str(line[field])):
+            return False
+    return True
+
+
+def test_throttled_requests_are_counted_from_the_webhook_apis_access_log_only(template):
+    # Given the metric filter on the API access log, and the access log format of each API
+    resources = template["Resources"]
+    (metric_filter,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Logs::MetricFilter"]
+    formats = {api: resources[api]["Properties"]["AccessLogSettings"]["Format"] for api in ("WebhookApi", "AdminApi")}
+
+    # Then it reads the log group the webhook API writes its access log to
+    assert metric_filter["LogGroupName"] == {"Ref": "ApiAccessLogs"}
+    assert resources["WebhookApi"]["Properties"]["AccessLogSettings"]["DestinationArn"] == {
+        "Fn::GetAtt": ["ApiAccessLogs", "Arn"]
+    }
+    # and counts one per webhook request answered 429 (0 in a minute with traffic but none throttled)
+    (transformation,) = metric_filter["MetricTransformations"]
+    assert (transformation["MetricName"], transformation["MetricValue"]) == ("WebhookThrottled", "1")
+    assert transformation["DefaultValue"] == 0 and transformation["Unit"] == "Count"
+
+    # When lines are written as each API writes them (both share the log group)
+    pattern = metric_filter["FilterPattern"]
+    webhook_routes = ("POST /webhooks/maintainx", "POST /webhooks/maintainx/{source}")
+    for route in webhook_routes:
+        # Then a throttled webhook request is counted, every other webhook answer is not
+        assert _filter_matches(pattern, _access_log_line(formats["WebhookApi"], status="429", routeKey=route))
+        for status in ("202", "400", "401", "413", "500", "503"):
+            assert not _filter_matches(pattern, _access_log_line(formats["WebhookApi"], status=status, routeKey=route))
+    # and a throttled admin request is not (the admin API has its own, lower, throttle)
+    admin_line = _access_log_line(formats["AdminApi"], status="429", routeKey="GET /admin/webhooks")
+    assert not _filter_matches(pattern, admin_line)
 
 
 def _emit_calls() -> list[tuple[Path, str, tuple[str, ...]]]:
