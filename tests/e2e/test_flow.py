@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from devtools import samples
+from mx_webhooks.store import EventStore
 from tests.e2e.conftest import Target
 
 pytestmark = pytest.mark.e2e
@@ -120,10 +121,12 @@ def test_an_invalid_event_is_parked_in_the_dlq_at_once(target: Target):
     # When it is posted
     status, answer = _send(target, body, "generic")
 
-    # Then it is accepted (the signature is good), recorded FAILED after one attempt, and parked at once
+    # Then it is accepted (the signature is good), recorded FAILED after one attempt under a key of
+    # its own (never over the record of the event id it names), and parked at once
     assert status == 202 and answer["eventId"] == event_id
-    item = target.wait_status(event_id, "FAILED")
-    assert item["parked"] is True and item["attempts"] == 1
+    item = target.wait_status(EventStore.invalid_key("default", body.decode()), "FAILED")
+    assert item["parked"] is True and item["attempts"] == 1 and item["claimedEventId"] == event_id
+    assert target.item(event_id) is None
     assert "no event type" in item["lastError"]
     parked = target.wait_for(f"{event_id} in the DLQ", lambda: target.dlq_messages(event_id, delete=True))
     assert "no event type" in parked[0]["MessageAttributes"]["parkedReason"]["StringValue"]
