@@ -335,9 +335,11 @@ class Consumer:
         token, results = item.held
         item.held = None
         try:
-            self.store.finish(event.event_id, token, status=FAILED, results=results, error=error)
+            self.store.release(event.event_id, token, results=results, error=error)
         except LeaseLost:
-            return 0  # another invocation took the claim over: it owns the event now
+            # Nothing of ours to release: the claim was never applied, another invocation
+            # took it over, or our finish was applied before its reply was lost.
+            return 0
         except Exception:
             logger.warning("could not release the claim; the retry waits out the lease", exc_info=True)
             return self.config.lease_seconds + 1

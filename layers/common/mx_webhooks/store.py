@@ -244,6 +244,18 @@ class EventStore:
             extra["parked"] = True
         self._update_owned(event_id, token, results, extra_sets=extra, now=now, release=True)
 
+    def release(self, event_id: str, token: str, *, results: dict[str, HandlerResult], error: str) -> None:
+        """After an error while holding the claim: record this attempt FAILED and free the claim.
+
+        Only while the event is still IN_PROGRESS under our token: when the error was a
+        lost reply of a finish that DynamoDB applied (the event is COMPLETED already),
+        the release must not turn it back to FAILED. Raises ``LeaseLost`` when there is
+        nothing of ours to release.
+        """
+        now = time.time()
+        extra = {"status": FAILED, "finishedAt": _iso(now), "lastError": error[:2000] or None}
+        self._update_owned(event_id, token, results, extra_sets=extra, now=now, release=True, only_in_progress=True)
+
     def _update_owned(
         self,
         event_id: str,
@@ -253,6 +265,7 @@ class EventStore:
         extra_sets: dict[str, Any],
         now: float,
         release: bool = False,
+        only_in_progress: bool = False,
     ) -> None:
         # "#h" only when used: DynamoDB rejects unused names, and a finish with no new
         # results (every pending handler already succeeded) is legitimate.
@@ -272,12 +285,17 @@ class EventStore:
                 values[f":x{index}"] = value
                 sets.append(f"#x{index} = :x{index}")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        condition = "claimToken = :token"
+        if only_in_progress:
+            names["#st"] = "status"
+            values[":in_progress"] = IN_PROGRESS
+            condition += " AND #st = :in_progress"
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key={"eventId": {"S": event_id}},
                 UpdateExpression=expression,
-                ConditionExpression="claimToken = :token",
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values),
             )
