@@ -196,3 +196,17 @@ def test_the_outputs_a_user_needs_exist(cfn):
         "AlertsTopicArn",
     ):
         assert output in cfn["Outputs"], output
+
+
+def test_the_stalled_claim_sweep_runs_on_a_schedule_the_admin_function_answers(cfn):
+    # The schedule's input is what admin_handler dispatches on, and the sweep may alert
+    (schedule,) = resources_of(cfn, "AWS::Scheduler::Schedule").values()
+    target = schedule["Properties"]["Target"]
+    assert json.loads(target["Input"]) == {"sweep": "stalled"}
+    assert schedule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+    admin = cfn["Resources"]["AdminFunction"]["Properties"]
+    assert admin["Environment"]["Variables"]["ALERT_TOPIC_ARN"] == {"Ref": "AlertsTopic"}
+    # the sweep filters the ByStatus index on the lease and marks by the claim token
+    table = cfn["Resources"]["EventsTable"]
+    (by_status,) = [i for i in table["Properties"]["GlobalSecondaryIndexes"] if i["IndexName"] == "ByStatus"]
+    assert {"leaseUntil", "claimToken"} <= set(by_status["Projection"]["NonKeyAttributes"])
