@@ -164,3 +164,44 @@ def test_header_names_are_case_insensitive():
 def test_config_errors_name_the_variable(env, message):
     with pytest.raises(ConfigError, match=message):
         IngestConfig.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("event_id", "why"),
+    [
+        (int("9" * 2100), "at most 30 digits"),
+        ("x" * 201, "1 to 200 characters"),
+        ("", "1 to 200 characters"),
+        ("a~b", "must not contain"),
+        ("tab\there", "printable"),
+        (True, "not a boolean"),
+    ],
+    ids=["2100-digit-number", "201-chars", "empty", "tilde", "control-char", "boolean"],
+)
+def test_an_id_out_of_bounds_is_400_saying_why_and_nothing_is_queued(event_id, why):
+    # Given a genuine generic delivery whose id no claim could store (or scope)
+    ingestor, sqs = make()
+    body = json.dumps({"id": event_id, "type": "workorder.created", "data": {}}).encode()
+
+    # When it is posted
+    response = ingestor.handle(samples.api_event(body, samples.signed_headers(body, samples.LOCAL_SECRET, "generic")))
+
+    # Then it is refused with a clear reason, before anything is queued
+    assert response["statusCode"] == 400
+    answer = json.loads(response["body"])
+    assert answer["error"] == "invalid payload" and why in answer["detail"]
+    assert sqs.sent == []
+
+
+def test_ids_are_scoped_by_source_so_one_source_cannot_name_anothers_event():
+    ingestor, sqs = make(LOCAL_WEBHOOK_SECRETS='{"default": ["local-dev-secret"], "requests": ["requests-new"]}')
+    body = samples.encode(samples.generic_payload("workorder.created", event_id="evt_same"))
+
+    default = ingestor.handle(samples.api_event(body, samples.signed_headers(body, samples.LOCAL_SECRET, "generic")))
+    other = ingestor.handle(
+        samples.api_event(body, samples.signed_headers(body, "requests-new", "generic"), source="requests")
+    )
+
+    assert json.loads(default["body"])["eventId"] == "evt_same"
+    assert json.loads(other["body"])["eventId"] == "requests~evt_same"
+    assert [m["MessageAttributes"]["eventId"]["StringValue"] for m in sqs.sent] == ["evt_same", "requests~evt_same"]
