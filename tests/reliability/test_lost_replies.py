@@ -463,15 +463,15 @@ def test_an_event_stranded_queued_by_a_failed_send_is_found_and_retried(stack, m
 
     class SendFails:
         def __getattr__(self, name: str) -> Any:
-            return getattr(admin.sqs, name)
+            return getattr(real_sqs, name)
 
         def send_message(self, **_: Any) -> Any:
             raise ConnectionClosedError(endpoint_url="https://sqs.us-east-1.amazonaws.com/")
 
-    real_sqs, admin.sqs = admin.sqs, SendFails()
+    real_sqs, admin.queues.sqs = admin.queues.sqs, SendFails()
     with pytest.raises(ConnectionClosedError):
         admin.retry("evt_stranded")
-    admin.sqs = real_sqs
+    admin.queues.sqs = real_sqs
     assert store.get("evt_stranded")["status"] == "QUEUED" and receive_all(stack.queue_url) == []
 
     # When the operator's bulk retry runs once the retry is overdue

@@ -41,13 +41,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from mx_webhooks import normalize
 from mx_webhooks.alerts import publish_alert
-from mx_webhooks.message import PARKED_REASON, message_attributes
+from mx_webhooks.normalize import DEFAULT_SOURCE
 from mx_webhooks.observability import emit, logger
+from mx_webhooks.queues import EventQueues
 from mx_webhooks.store import (
     COMPLETED,
     FAILED,
@@ -56,9 +56,7 @@ from mx_webhooks.store import (
     QUEUED,
     STATUSES,
     EventStore,
-    from_item,
     new_token,
-    to_item,
 )
 
 DEFAULT_PAGE = 50
@@ -69,9 +67,6 @@ MAX_BULK_RETRY = 500
 MAX_PEEK = 50
 DEFAULT_REDRIVE = 1000
 MAX_REDRIVE = 10_000
-# SQS refuses a SendMessageBatch whose bodies and attributes add up to more than 256 KiB
-# (BatchRequestTooLong); a batch is cut below that, with room for the request's framing.
-MAX_BATCH_BYTES = 250_000
 STRANDED_AFTER_SECONDS = 900  # a QUEUED event this old has lost its message (its send failed)
 TTL_LAG_DAYS = 2  # DynamoDB deletes expired items within about 48 hours
 LISTED = (
@@ -220,6 +215,7 @@ class Admin:
         self.sns = sns
         self.clock = clock
         self.store = EventStore(dynamodb, config.table_name, ttl_days=config.retention_days)
+        self.queues = EventQueues(sqs, config.queue_url, config.dlq_url)
 
     # -- list ----------------------------------------------------------------------------------
     def list_events(
@@ -269,7 +265,7 @@ class Admin:
             values[":source"] = source
         return (" AND ".join(parts) or None), names, values
 
-    def _query(
+    def _index_page(
         self,
         index: str,
         key_expr: str,
@@ -280,23 +276,9 @@ class Admin:
         start: dict[str, Any] | None,
         forward: bool = False,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        args: dict[str, Any] = {
-            "TableName": self.config.table_name,
-            "IndexName": index,
-            "KeyConditionExpression": key_expr,
-            "ExpressionAttributeValues": to_item(values),
-            "ScanIndexForward": forward,
-            "Limit": limit,
-        }
-        if names:
-            args["ExpressionAttributeNames"] = names
-        if filter_expr:
-            args["FilterExpression"] = filter_expr
-        if start:
-            args["ExclusiveStartKey"] = to_item(start)
-        result = self.dynamodb.query(**args)
-        last = result.get("LastEvaluatedKey")
-        return [from_item(i) for i in result.get("Items", [])], (from_item(last) if last else None)
+        return self.store.query_index(
+            index, key_expr, names, values, filter_expr=filter_expr, limit=limit, start=start, forward=forward
+        )
 
     def _page_by_status(
         self,
@@ -316,7 +298,7 @@ class Admin:
         items: list[dict[str, Any]] = []
         start = state.get("k")
         for _ in range(MAX_QUERIES_PER_PAGE):
-            batch, start = self._query("ByStatus", key_expr, names, values, filter_expr, page, start)
+            batch, start = self._index_page("ByStatus", key_expr, names, values, filter_expr, page, start)
             items.extend(batch)
             if len(items) >= page or start is None:
                 break
@@ -348,7 +330,7 @@ class Admin:
             values: dict[str, Any] = {":day": day, **f_values}
             if since_iso:
                 values[":since"] = since_iso
-            batch, start = self._query("ByDay", key_expr, f_names, values, filter_expr, page, start)
+            batch, start = self._index_page("ByDay", key_expr, f_names, values, filter_expr, page, start)
             items.extend(batch)
             if len(items) > page:
                 items = items[:page]
@@ -431,10 +413,8 @@ class Admin:
         if not self.store.request_retry(event_id, observed=item, token=new_token(), force=force, now=now):
             raise Conflict(f"event {event_id} changed while retrying it; look at it again")
         event_type = str(item.get("eventType") or normalize.UNKNOWN_TYPE)
-        self.sqs.send_message(
-            QueueUrl=self.config.queue_url,
-            MessageBody=payload,
-            MessageAttributes=self._message_attributes(event_id, item, payload, now),
+        self.queues.send_event(
+            payload, event_id=event_id, event_type=event_type, source=str(item.get("source") or DEFAULT_SOURCE)
         )
         emit("EventRetried")
         logger.info(
@@ -442,14 +422,6 @@ class Admin:
             extra={"event_id": event_id, "previous_status": status, "force": force, "event_type": event_type},
         )
         return {"eventId": event_id, "status": QUEUED, "previousStatus": status, "force": force}
-
-    @staticmethod
-    def _message_attributes(event_id: str, item: dict[str, Any], payload: str, now: float) -> dict[str, Any]:
-        return message_attributes(
-            event_id,
-            str(item.get("eventType") or normalize.UNKNOWN_TYPE),
-            str(item.get("source") or normalize.DEFAULT_SOURCE),
-        )
 
     def retry_failed(
         self, *, since: str | None, limit: int | str | None = None, dry_run: bool = False
@@ -476,7 +448,7 @@ class Admin:
             start = None
             taken = 0
             while taken <= most:
-                batch, start = self._query(
+                batch, start = self._index_page(
                     "ByStatus",
                     "#s = :status AND firstSeenAt >= :since",
                     {"#s": "status"},
@@ -552,145 +524,23 @@ class Admin:
 
     # -- DLQ -------------------------------------------------------------------------------------
     def dlq_depth(self) -> int:
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=self.config.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
-        )["Attributes"]
-        return int(attributes.get("ApproximateNumberOfMessages", 0))
+        return self.queues.dlq_depth()
 
     def peek_dlq(self, max_messages: int | str | None = None) -> dict[str, Any]:
         """Up to ``max_messages`` parked messages, left in the DLQ (made visible again at once)."""
         most = parse_int(max_messages, "max", default=10, low=1, high=MAX_PEEK)
-        seen: dict[str, dict[str, Any]] = {}
-        handles: list[str] = []
-        empty_polls = 0
-        while len(seen) < most and empty_polls < 2:
-            batch = self.sqs.receive_message(
-                QueueUrl=self.config.dlq_url,
-                MaxNumberOfMessages=min(10, most - len(seen)),
-                VisibilityTimeout=30,  # so one peek does not see a message twice
-                WaitTimeSeconds=0,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
-            if not batch:
-                empty_polls += 1
-            for message in batch:
-                handles.append(message["ReceiptHandle"])
-                seen.setdefault(message["MessageId"], self._describe(message))
-        self._release(handles)
-        return {"approximateDepth": self.dlq_depth(), "messages": list(seen.values())}
-
-    def _release(self, handles: list[str]) -> None:
-        for chunk in range(0, len(handles), 10):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
-                for i, handle in enumerate(handles[chunk : chunk + 10])
-            ]
-            try:
-                self.sqs.change_message_visibility_batch(QueueUrl=self.config.dlq_url, Entries=entries)
-            except ClientError:
-                logger.warning("could not release peeked DLQ messages; they reappear in 30 s", exc_info=True)
-
-    @staticmethod
-    def _describe(message: dict[str, Any]) -> dict[str, Any]:
-        attributes = {k: v.get("StringValue") for k, v in (message.get("MessageAttributes") or {}).items()}
-        system = message.get("Attributes") or {}
-        sent = system.get("SentTimestamp")
-        body = message.get("Body") or ""
-        return {
-            "messageId": message["MessageId"],
-            "eventId": attributes.get("eventId"),
-            "eventType": attributes.get("eventType"),
-            "source": attributes.get("source"),
-            "parkedReason": attributes.get("parkedReason"),
-            "sentAt": _iso_now(int(sent) / 1000) if sent else None,
-            "body": body if len(body) <= 2000 else body[:2000] + "...",
-        }
+        messages = self.queues.peek(most)
+        return {"approximateDepth": self.queues.dlq_depth(), "messages": messages}
 
     def redrive_dlq(self, *, max_messages: int | str | None = None, deadline: float | None = None) -> dict[str, Any]:
         """Move parked messages back to the events queue; report how many moved.
 
-        Each message is sent to the queue before it is deleted from the DLQ, so a
-        failure in between duplicates (the consumer's claim absorbs that), never loses.
         ``deadline`` (a ``clock()`` value) stops the loop early; run it again for the rest.
         """
         most = parse_int(max_messages, "max", default=DEFAULT_REDRIVE, low=1, high=MAX_REDRIVE)
-        moved = failed = 0
-        while moved + failed < most and (deadline is None or self.clock() < deadline):
-            batch = self.sqs.receive_message(
-                QueueUrl=self.config.dlq_url,
-                MaxNumberOfMessages=min(10, most - moved - failed),
-                VisibilityTimeout=60,
-                WaitTimeSeconds=1,  # a long poll asks every SQS server: an empty answer means empty
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
-            if not batch:
-                break
-            for chunk in _size_batches(batch):
-                sent_ok, not_sent = self._requeue(chunk)
-                moved += sent_ok
-                failed += not_sent
-        if moved:
-            emit("DLQRedriven", value=moved)
-        remaining = self.dlq_depth()
-        logger.info("DLQ redriven", extra={"moved": moved, "failed": failed, "remaining": remaining})
-        return {"moved": moved, "failed": failed, "remaining": remaining}
-
-    def _requeue(self, chunk: list[dict[str, Any]]) -> tuple[int, int]:
-        """Send one size-bounded chunk to the events queue, then delete what was sent from the DLQ."""
-        by_id = {str(i): message for i, message in enumerate(chunk)}
-        sent = self.sqs.send_message_batch(
-            QueueUrl=self.config.queue_url,
-            Entries=[
-                {"Id": i, "MessageBody": m["Body"], "MessageAttributes": self._requeue_attributes(m)}
-                for i, m in by_id.items()
-            ],
-        )
-        ok = [entry["Id"] for entry in sent.get("Successful", [])]
-        if ok:
-            self.sqs.delete_message_batch(
-                QueueUrl=self.config.dlq_url,
-                Entries=[{"Id": i, "ReceiptHandle": by_id[i]["ReceiptHandle"]} for i in ok],
-            )
-        return len(ok), len(sent.get("Failed", []))
-
-    @staticmethod
-    def _requeue_attributes(message: dict[str, Any]) -> dict[str, Any]:
-        attributes = {}
-        for name, value in (message.get("MessageAttributes") or {}).items():
-            if name == PARKED_REASON or value.get("StringValue") is None:
-                continue
-            attributes[name] = {"DataType": value["DataType"], "StringValue": value["StringValue"]}
-        return attributes
-
-
-def _message_bytes(message: dict[str, Any]) -> int:
-    """What SQS counts toward its size limits: the body plus each attribute's name, type and value."""
-    size = len((message.get("Body") or "").encode())
-    for name, value in (message.get("MessageAttributes") or {}).items():
-        if name == "parkedReason":
-            continue  # not resent
-        size += len(name.encode()) + len(str(value.get("DataType", "")).encode())
-        size += len(str(value.get("StringValue") or "").encode())
-    return size
-
-
-def _size_batches(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Cut a receive's messages into SendMessageBatch calls under ``MAX_BATCH_BYTES`` each.
-
-    Ingest accepts bodies up to 240,000 bytes, so two large parked messages already
-    exceed SQS's batch limit together; a message that large goes in a batch of its own.
-    """
-    batches: list[list[dict[str, Any]]] = []
-    current: list[dict[str, Any]] = []
-    total = 0
-    for message in messages:
-        size = _message_bytes(message)
-        if current and total + size > MAX_BATCH_BYTES:
-            batches.append(current)
-            current, total = [], 0
-        current.append(message)
-        total += size
-    if current:
-        batches.append(current)
-    return batches
+        result = self.queues.redrive(most, deadline=deadline, clock=self.clock)
+        if result.moved:
+            emit("DLQRedriven", value=result.moved)
+        remaining = self.queues.dlq_depth()
+        logger.info("DLQ redriven", extra={"moved": result.moved, "failed": result.failed, "remaining": remaining})
+        return {"moved": result.moved, "failed": result.failed, "remaining": remaining}

@@ -39,8 +39,8 @@ from pydantic import BaseModel, Field
 from mx_webhooks import normalize
 from mx_webhooks.alerts import publish_alert
 from mx_webhooks.events import InvalidEvent, WebhookEvent, parse_event
-from mx_webhooks.message import message_attributes
 from mx_webhooks.observability import emit, log_with_metrics, logger, metrics_batch
+from mx_webhooks.queues import EventQueues
 from mx_webhooks.registry import Handler, PermanentError, Registry
 from mx_webhooks.store import COMPLETED, FAILED, EventStore, HandlerResult, LeaseLost, new_token
 
@@ -161,6 +161,7 @@ class Consumer:
         self.store = store
         self.registry = registry
         self.sqs = sqs_client
+        self.queues = EventQueues(sqs_client, config.queue_url, config.dlq_url)
         self.sns = sns_client
         # Kept for the container's life: starting ten threads per batch cost more CPU
         # than the batch's own Python work (docs/benchmarks.md, row 4).
@@ -399,15 +400,13 @@ class Consumer:
 
     def _send_to_dlq(self, item: _Item, event_id: str, event_type: str, reason: str) -> Outcome:
         """Park a permanent failure in the DLQ now; if that fails, let SQS retry it."""
-        attributes = message_attributes(
-            _attribute(item.record, "eventId") or event_id,
-            _attribute(item.record, "eventType") or event_type,
-            _attribute(item.record, "source") or normalize.DEFAULT_SOURCE,
-            parked_reason=reason,
-        )
         try:
-            self.sqs.send_message(
-                QueueUrl=self.config.dlq_url, MessageBody=item.record.get("body") or "-", MessageAttributes=attributes
+            self.queues.park(
+                item.record.get("body") or "",
+                event_id=_attribute(item.record, "eventId") or event_id,
+                event_type=_attribute(item.record, "eventType") or event_type,
+                source=_attribute(item.record, "source") or normalize.DEFAULT_SOURCE,
+                reason=reason,
             )
         except Exception as exc:
             logger.exception("could not park in the DLQ")
@@ -444,9 +443,7 @@ class Consumer:
         if not receipt:
             return
         try:
-            self.sqs.change_message_visibility(
-                QueueUrl=self.config.queue_url, ReceiptHandle=receipt, VisibilityTimeout=delay
-            )
+            self.queues.back_off(receipt, delay)
         except Exception:
             logger.warning("could not set the backoff visibility", exc_info=True)
 

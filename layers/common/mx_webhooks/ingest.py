@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mx_webhooks import normalize
-from mx_webhooks.message import message_attributes
 from mx_webhooks.observability import emit, log_with_metrics, logger, metrics_batch
+from mx_webhooks.queues import EventQueues
 from mx_webhooks.secrets import SecretProvider, SecretsUnavailable
 from mx_webhooks.signature import DEFAULT_TOLERANCE_SECONDS, SignatureError, verify_body_signature
 
@@ -111,6 +111,7 @@ class Ingestor:
     def __init__(self, config: IngestConfig, sqs_client: Any, secrets: SecretProvider | None = None) -> None:
         self.config = config
         self.sqs = sqs_client
+        self.queues = EventQueues(sqs_client, config.queue_url)
         self.secrets = secrets or SecretProvider(
             config.secret_arn, config.local_secrets_json, max_age=config.secret_cache_seconds
         )
@@ -179,11 +180,7 @@ class Ingestor:
         event_type = normalize.primary_type(payload)
         logger.append_keys(event_id=event_id, correlation_id=event_id)
         try:
-            self.sqs.send_message(
-                QueueUrl=self.config.queue_url,
-                MessageBody=text,
-                MessageAttributes=message_attributes(event_id, event_type, source),
-            )
+            self.queues.send_event(text, event_id=event_id, event_type=event_type, source=source)
         except Exception:  # ClientError, EndpointConnectionError, timeouts: all mean "retry later"
             logger.exception("enqueue failed", extra={"event_type": event_type})
             emit("EnqueueFailed")

@@ -456,6 +456,37 @@ class EventStore:
         return True
 
     # -- reads -----------------------------------------------------------------------------
+    def query_index(
+        self,
+        index: str,
+        key_expr: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        *,
+        filter_expr: str | None = None,
+        limit: int,
+        start: dict[str, Any] | None = None,
+        forward: bool = False,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One Query page of a listing index: the items and the key to continue from."""
+        args: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": index,
+            "KeyConditionExpression": key_expr,
+            "ExpressionAttributeValues": to_item(values),
+            "ScanIndexForward": forward,
+            "Limit": limit,
+        }
+        if names:
+            args["ExpressionAttributeNames"] = names
+        if filter_expr:
+            args["FilterExpression"] = filter_expr
+        if start:
+            args["ExclusiveStartKey"] = to_item(start)
+        result = self.client.query(**args)
+        last = result.get("LastEvaluatedKey")
+        return [from_item(i) for i in result.get("Items", [])], (from_item(last) if last else None)
+
     def get(self, event_id: str) -> dict[str, Any] | None:
         result = self.client.get_item(TableName=self.table, Key={"eventId": {"S": event_id}}, ConsistentRead=True)
         item = result.get("Item")
