@@ -31,6 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -42,7 +43,16 @@ from mx_webhooks.events import InvalidEvent, WebhookEvent, parse_event
 from mx_webhooks.observability import emit, log_with_metrics, logger, metrics_batch
 from mx_webhooks.queues import EventQueues
 from mx_webhooks.registry import Handler, PermanentError, Registry
-from mx_webhooks.store import COMPLETED, FAILED, EventStore, HandlerResult, LeaseLost, new_token
+from mx_webhooks.store import (
+    COMPLETED,
+    FAILED,
+    ClaimKind,
+    EventStore,
+    HandlerResult,
+    HandlerStatus,
+    LeaseLost,
+    new_token,
+)
 
 MAX_VISIBILITY_SECONDS = 43_200  # SQS limit: 12 hours
 BUSY_MARGIN_SECONDS = 5  # a "busy" record comes back this long after the holder's lease ends
@@ -97,6 +107,51 @@ def backoff_seconds(
     return int(max(0, min(MAX_VISIBILITY_SECONDS, round(delay))))
 
 
+class Result(StrEnum):
+    """What happened to one record (the ``outcome`` of its log line)."""
+
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"  # finished before: acknowledged
+    BUSY = "busy"  # another worker holds it: back to the queue until its lease ends
+    IGNORED = "ignored"  # no handler subscribed
+    FAILED = "failed"  # back to the queue with backoff
+    PARKED = "parked"  # in the DLQ now, recorded
+    HELD = "held"  # behind a failed event of the same entity: back to the queue
+
+
+class HeldClaim:
+    """The claim one attempt holds on its event, from before the claim write to the finish.
+
+    Open from the start, because the claim write may be applied with its reply lost: the
+    error path then releases it by token. Closed when the claim was refused or the
+    finish written; an error after that must not release anything.
+    """
+
+    def __init__(self, store: EventStore, event_id: str) -> None:
+        self.store = store
+        self.event_id = event_id
+        self.token = new_token()
+        self.results: dict[str, HandlerResult] = {}  # handler results not yet written
+        self.open = True
+
+    def close(self) -> None:
+        self.open = False
+
+    def checkpoint(self, handler: str) -> None:
+        """Write one handler's success now, so a crash after it does not rerun it."""
+        self.store.checkpoint(self.event_id, self.token, handler, self.results.pop(handler))
+
+    def finish(self, *, status: str, error: str | None = None, parked: bool = False) -> None:
+        self.store.finish(self.event_id, self.token, status=status, results=self.results, error=error, parked=parked)
+        self.close()
+
+    def release(self, error: str) -> None:
+        try:
+            self.store.release(self.event_id, self.token, results=self.results, error=error)
+        finally:
+            self.close()
+
+
 @dataclass(slots=True)
 class Outcome:
     """What happened to one record."""
@@ -104,7 +159,7 @@ class Outcome:
     message_id: str
     event_id: str
     event_type: str
-    result: str  # processed | duplicate | busy | ignored | failed | parked | held
+    result: Result
     error: str | None = None
     duration_ms: int = 0
     not_before: int = 0  # the retry must not come back sooner (seconds): a claim is still held
@@ -113,7 +168,7 @@ class Outcome:
     def retry(self) -> bool:
         """Goes back to the queue. "busy" too: another worker holds the event, which is not
         finished; deleting this copy could delete the one its holder needs to retry."""
-        return self.result in ("failed", "held", "busy")
+        return self.result in (Result.FAILED, Result.HELD, Result.BUSY)
 
 
 @dataclass(slots=True)
@@ -121,8 +176,6 @@ class _Item:
     record: dict[str, Any]
     event: WebhookEvent | None
     invalid: str | None
-    # While this attempt holds the event's claim: its token and the handler results not yet written.
-    held: tuple[str, dict[str, HandlerResult]] | None = None
 
     @property
     def receive_count(self) -> int:
@@ -207,7 +260,7 @@ class Consumer:
                 event = item.event
                 assert event is not None  # invalid items are never grouped with others
                 outcomes.append(
-                    Outcome(item.message_id, event.event_id, event.type, "held", f"waiting for {blocked_by}")
+                    Outcome(item.message_id, event.event_id, event.type, Result.HELD, f"waiting for {blocked_by}")
                 )
                 continue
             outcome = self._run_one(item, context)
@@ -228,13 +281,7 @@ class Consumer:
             outcome = self._park_invalid(item)
         else:
             logger.thread_safe_append_keys(event_id=item.event.event_id, correlation_id=item.event.event_id)
-            try:
-                outcome = self._process(item, item.event, context)
-            except Exception as exc:  # DynamoDB throttled/unavailable, lease lost...: retry the record
-                logger.exception("event processing error", extra={"event_type": item.event.type})
-                outcome = Outcome(item.message_id, item.event.event_id, item.event.type, "failed", _error_text(exc))
-                if item.held is not None:
-                    outcome.not_before = self._release(item, item.event, outcome.error or "")
+            outcome = self._process(item, item.event, context)
         outcome.duration_ms = int((time.perf_counter() - started) * 1000)
         if outcome.retry:
             self._after_failure(item, outcome)
@@ -252,69 +299,73 @@ class Consumer:
         return outcome
 
     def _process(self, item: _Item, event: WebhookEvent, context: Any) -> Outcome:
+        """Claim, run, record; on any error while the claim is held, release it and retry the record."""
+        held = HeldClaim(self.store, event.event_id)
+        try:
+            return self._claim_and_run(item, event, held, context)
+        except Exception as exc:  # DynamoDB throttled/unavailable, lease lost...: retry the record
+            logger.exception("event processing error", extra={"event_type": event.type})
+            outcome = Outcome(item.message_id, event.event_id, event.type, Result.FAILED, _error_text(exc))
+            if held.open:
+                outcome.not_before = self._release(held, outcome.error or "")
+            return outcome
+
+    def _claim_and_run(self, item: _Item, event: WebhookEvent, held: HeldClaim, context: Any) -> Outcome:
         metric_type = event.type if event.is_known_type else normalize.UNKNOWN_TYPE
         handlers = self.registry.handlers_for(event.types)
-        # The token exists before the claim is sent: if the claim is applied and its reply
-        # lost, the error path can still release it (``_release``), and botocore's retry of
-        # the same call recognises its own write (``EventStore.claim``).
-        results: dict[str, HandlerResult] = {}
-        item.held = (new_token(), results)
-        claim = self.store.claim(self._meta(item, event), token=item.held[0], ignored=not handlers)
-        if claim.kind != "claimed":
-            item.held = None
+        claim = self.store.claim(self._meta(item, event), token=held.token, ignored=not handlers)
+        if claim.kind != ClaimKind.CLAIMED:
+            held.close()
             return self._not_claimed(item, event, claim.kind, claim.lease_left(time.time()), metric_type)
         if not handlers:
-            item.held = None
+            held.close()
             emit("EventIgnored", eventType=metric_type)
-            return Outcome(item.message_id, event.event_id, event.type, "ignored")
+            return Outcome(item.message_id, event.event_id, event.type, Result.IGNORED)
 
-        done = claim.succeeded_handlers
-        pending = [h for h in handlers if h.name not in done]
-        error: str | None = None
-        permanent = False
-        for index, handler in enumerate(pending):
-            remaining = context.get_remaining_time_in_millis() if context is not None else None
-            if remaining is not None and remaining < self.config.time_margin_ms:
-                error = f"not started {handler.name}: {remaining} ms left in this invocation"
-                break
-            result = self._run_handler(handler, event)
-            results[handler.name] = result
-            if result.status != "SUCCEEDED":
-                error = f"{handler.name}: {result.error}"
-                permanent = result.permanent
-                break
-            more_follow = index + 1 < len(pending)
-            if more_follow and not handler.idempotent:
-                self.store.checkpoint(event.event_id, claim.token, handler.name, result)
-                del results[handler.name]
-
+        pending = [h for h in handlers if h.name not in claim.succeeded_handlers]
+        error, permanent = self._run_pending(event, pending, held, context)
         if error is None:
-            self.store.finish(event.event_id, claim.token, status=COMPLETED, results=results)
-            item.held = None
+            held.finish(status=COMPLETED)
             emit("EventProcessed", eventType=metric_type)
             if event.occurred_at is not None:
                 lag = (datetime.now(UTC) - event.occurred_at).total_seconds() * 1000
                 emit("ProcessingLag", value=max(0.0, lag), unit=MetricUnit.Milliseconds, eventType=metric_type)
-            return Outcome(item.message_id, event.event_id, event.type, "processed")
-
+            return Outcome(item.message_id, event.event_id, event.type, Result.PROCESSED)
         if permanent:
-            self.store.finish(event.event_id, claim.token, status=FAILED, results=results, error=error, parked=True)
-            item.held = None
+            held.finish(status=FAILED, error=error, parked=True)
             return self._send_to_dlq(item, event.event_id, event.type, error)
-
-        last = item.receive_count >= self.config.max_receive_count
-        self.store.finish(event.event_id, claim.token, status=FAILED, results=results, error=error, parked=last)
-        item.held = None
+        held.finish(status=FAILED, error=error, parked=item.receive_count >= self.config.max_receive_count)
         emit("EventFailed", eventType=metric_type)
-        return Outcome(item.message_id, event.event_id, event.type, "failed", error)
+        return Outcome(item.message_id, event.event_id, event.type, Result.FAILED, error)
+
+    def _run_pending(
+        self, event: WebhookEvent, pending: list[Handler], held: HeldClaim, context: Any
+    ) -> tuple[str | None, bool]:
+        """Run the handlers not yet succeeded, in order; the first failure stops the rest.
+
+        Returns the error (None when all succeeded) and whether it was permanent.
+        """
+        for index, handler in enumerate(pending):
+            remaining = context.get_remaining_time_in_millis() if context is not None else None
+            if remaining is not None and remaining < self.config.time_margin_ms:
+                return f"not started {handler.name}: {remaining} ms left in this invocation", False
+            result = self._run_handler(handler, event)
+            held.results[handler.name] = result
+            if result.status != HandlerStatus.SUCCEEDED:
+                return f"{handler.name}: {result.error}", result.permanent
+            if index + 1 < len(pending) and not handler.idempotent:
+                held.checkpoint(handler.name)
+        return None, False
 
     def _not_claimed(self, item: _Item, event: WebhookEvent, kind: str, lease_left: float, metric_type: str) -> Outcome:
-        if kind == "duplicate":
+        if kind == ClaimKind.DUPLICATE:
             emit("EventDuplicate", eventType=metric_type)
-            return Outcome(item.message_id, event.event_id, event.type, "duplicate")
-        if kind == "busy":
+            return Outcome(item.message_id, event.event_id, event.type, Result.DUPLICATE)
+        if kind == ClaimKind.BUSY:
             # Not finished: back to the queue, visible again just after the holder's lease.
-            outcome = Outcome(item.message_id, event.event_id, event.type, "busy", "another worker holds the event")
+            outcome = Outcome(
+                item.message_id, event.event_id, event.type, Result.BUSY, "another worker holds the event"
+            )
             outcome.not_before = int(lease_left) + BUSY_MARGIN_SECONDS
             return outcome
         # "conflict": the id is taken by a different payload. Recorded and parked under
@@ -322,21 +373,17 @@ class Consumer:
         reason = f"event id {event.event_id} already belongs to a different payload; this delivery was not run"
         return self._park_invalid(item, reason=reason, claimed_id=event.event_id, event_type=event.type)
 
-    def _release(self, item: _Item, event: WebhookEvent, error: str) -> int:
+    def _release(self, held: HeldClaim, error: str) -> int:
         """After an error while holding the claim (a throttled or failed write): record the
         attempt FAILED, with the handler results not yet written, and free the claim.
 
-        Without this the claim stays IN_PROGRESS until its lease ends, and a retry that
-        comes back sooner finds the event "busy" and is acknowledged: the event would be
-        lost. If even this write fails, the retry is held back until the lease has ended
-        (returned seconds), so that it can take the claim over; the handlers whose success
-        could not be recorded then run again (at least once, in that double failure).
+        Without this the claim stays IN_PROGRESS until its lease ends. If even this write
+        fails, the retry is held back until the lease has ended (returned seconds), so
+        that it can take the claim over; the handlers whose success could not be recorded
+        then run again (at least once, in that double failure).
         """
-        assert item.held is not None
-        token, results = item.held
-        item.held = None
         try:
-            self.store.release(event.event_id, token, results=results, error=error)
+            held.release(error)
         except LeaseLost:
             # Nothing of ours to release: the claim was never applied, another invocation
             # took it over, or our finish was applied before its reply was lost.
@@ -359,11 +406,14 @@ class Consumer:
             emit("HandlerFailed", handler=handler.name)
             emit("HandlerDuration", value=duration, unit=MetricUnit.Milliseconds, handler=handler.name)
             return HandlerResult(
-                status="FAILED", duration_ms=duration, error=_error_text(exc), permanent=isinstance(exc, PermanentError)
+                status=HandlerStatus.FAILED,
+                duration_ms=duration,
+                error=_error_text(exc),
+                permanent=isinstance(exc, PermanentError),
             )
         duration = int((time.perf_counter() - started) * 1000)
         emit("HandlerDuration", value=duration, unit=MetricUnit.Milliseconds, handler=handler.name)
-        return HandlerResult(status="SUCCEEDED", duration_ms=duration)
+        return HandlerResult(status=HandlerStatus.SUCCEEDED, duration_ms=duration)
 
     # -- failure paths -----------------------------------------------------------------------
     def _park_invalid(
@@ -395,7 +445,9 @@ class Consumer:
             )
         except Exception as exc:
             logger.exception("could not record an invalid event")
-            return Outcome(item.message_id, key, event_type, "failed", f"{reason}; not recorded: {_error_text(exc)}")
+            return Outcome(
+                item.message_id, key, event_type, Result.FAILED, f"{reason}; not recorded: {_error_text(exc)}"
+            )
         return self._send_to_dlq(item, key, event_type, reason)
 
     def _send_to_dlq(self, item: _Item, event_id: str, event_type: str, reason: str) -> Outcome:
@@ -410,7 +462,9 @@ class Consumer:
             )
         except Exception as exc:
             logger.exception("could not park in the DLQ")
-            return Outcome(item.message_id, event_id, event_type, "failed", f"{reason}; not parked: {_error_text(exc)}")
+            return Outcome(
+                item.message_id, event_id, event_type, Result.FAILED, f"{reason}; not parked: {_error_text(exc)}"
+            )
         emit("EventParked", eventType=event_type if event_type in normalize.KNOWN_TYPES else normalize.UNKNOWN_TYPE)
         logger.error("event parked in the DLQ", extra={"event_id": event_id, "reason": reason})
         publish_alert(
@@ -421,12 +475,12 @@ class Consumer:
             event_type=event_type,
             error=reason,
         )
-        return Outcome(item.message_id, event_id, event_type, "parked", reason)
+        return Outcome(item.message_id, event_id, event_type, Result.PARKED, reason)
 
     def _after_failure(self, item: _Item, outcome: Outcome) -> None:
         """Back off this record's next try; alert when it was the last one allowed."""
         receive_count = item.receive_count
-        if receive_count >= self.config.max_receive_count and outcome.result == "failed":
+        if receive_count >= self.config.max_receive_count and outcome.result == Result.FAILED:
             self._alert(outcome, receive_count)
             # Visible again now, so the queue's redrive moves it to the DLQ at the next receive;
             # left alone it would sit invisible for the rest of the queue's visibility timeout.

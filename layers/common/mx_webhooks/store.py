@@ -32,6 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -39,12 +40,37 @@ from botocore.exceptions import ClientError
 
 from mx_webhooks.normalize import SCOPE_SEPARATOR
 
-IN_PROGRESS = "IN_PROGRESS"
-COMPLETED = "COMPLETED"
-FAILED = "FAILED"
-IGNORED = "IGNORED"
-QUEUED = "QUEUED"
-STATUSES = (IN_PROGRESS, COMPLETED, FAILED, IGNORED, QUEUED)
+
+class Status(StrEnum):
+    """An event's status. QUEUED (an operator asked for a retry) and FAILED may be claimed;
+    IN_PROGRESS only once its lease has ended; COMPLETED and IGNORED are final (a forced
+    admin retry aside). FAILED with ``parked`` set means nobody will retry it by itself."""
+
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    IGNORED = "IGNORED"
+    QUEUED = "QUEUED"
+
+
+class HandlerStatus(StrEnum):
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class ClaimKind(StrEnum):
+    CLAIMED = "claimed"
+    DUPLICATE = "duplicate"  # finished before: nothing to do
+    BUSY = "busy"  # another worker holds a live lease: try again after it
+    CONFLICT = "conflict"  # the id belongs to a different payload
+
+
+IN_PROGRESS = Status.IN_PROGRESS
+COMPLETED = Status.COMPLETED
+FAILED = Status.FAILED
+IGNORED = Status.IGNORED
+QUEUED = Status.QUEUED
+STATUSES = tuple(Status)
 
 _ser = TypeSerializer()
 _deser = TypeDeserializer()
@@ -75,16 +101,14 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 class Claim:
     """The outcome of ``EventStore.claim``."""
 
-    # "claimed"; "duplicate" (finished before: nothing to do); "busy" (another worker holds a
-    # live lease: try again after it); "conflict" (the id belongs to a different payload)
-    kind: str
+    kind: ClaimKind
     item: dict[str, Any]
     token: str = ""
 
     @property
     def succeeded_handlers(self) -> set[str]:
         handlers = self.item.get("handlers") or {}
-        return {name for name, result in handlers.items() if result.get("status") == "SUCCEEDED"}
+        return {name for name, result in handlers.items() if result.get("status") == HandlerStatus.SUCCEEDED}
 
     @property
     def attempts(self) -> int:
@@ -102,14 +126,14 @@ def new_token() -> str:
 
 @dataclass(slots=True)
 class HandlerResult:
-    status: str  # SUCCEEDED or FAILED
+    status: HandlerStatus
     duration_ms: int
     error: str | None = None
     permanent: bool = False  # raised PermanentError: park, don't retry (not stored)
     at: str = field(default_factory=lambda: _iso(time.time()))
 
     def to_value(self) -> dict[str, Any]:
-        value: dict[str, Any] = {"status": self.status, "durationMs": self.duration_ms, "at": self.at}
+        value: dict[str, Any] = {"status": str(self.status), "durationMs": self.duration_ms, "at": self.at}
         if self.error:
             value["error"] = self.error[:1000]
         return value
@@ -203,19 +227,19 @@ class EventStore:
                 raise
             old = from_item(exc.response.get("Item") or {})
             return Claim(kind=self._refusal(old, meta, token, now), item=old, token=token)
-        return Claim(kind="claimed", item=from_item(result["Attributes"]), token=token)
+        return Claim(kind=ClaimKind.CLAIMED, item=from_item(result["Attributes"]), token=token)
 
     @staticmethod
-    def _refusal(old: dict[str, Any], meta: dict[str, Any], token: str, now: float) -> str:
+    def _refusal(old: dict[str, Any], meta: dict[str, Any], token: str, now: float) -> ClaimKind:
         """What a failed claim condition means, given the item it returned."""
         if old.get("claimToken") == token:
-            return "claimed"  # our own write, applied before its reply was lost
+            return ClaimKind.CLAIMED  # our own write, applied before its reply was lost
         sha = meta.get("payloadSha")
         if sha and old.get("payloadSha") not in (None, sha):
-            return "conflict"
+            return ClaimKind.CONFLICT
         if old.get("status") == IN_PROGRESS and float(old.get("leaseUntil", 0)) >= int(now):
-            return "busy"
-        return "duplicate"
+            return ClaimKind.BUSY
+        return ClaimKind.DUPLICATE
 
     # -- progress ----------------------------------------------------------------------
     def checkpoint(self, event_id: str, token: str, handler: str, result: HandlerResult) -> None:
