@@ -13,13 +13,13 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
-from botocore.config import Config
 
 from mx_webhooks.admin import Admin, AdminConfig, AdminError, BadRequest, parse_bool
+from mx_webhooks.clients import admin_aws
 from mx_webhooks.observability import get_tracer, logger
 
 CONFIG = AdminConfig.model_validate(os.environ)
-_aws = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=10)
+_aws = admin_aws()
 ADMIN = Admin(
     CONFIG,
     boto3.client("dynamodb", config=_aws),

@@ -1,7 +1,8 @@
 """ConsumerFunction: SQS batch -> handlers, exactly once each -> partial batch response.
 
 Thin on purpose; the logic is ``mx_webhooks.consumer``. Module load validates the
-config, builds the AWS clients and imports the handler modules once per container.
+config, builds the AWS clients and imports (and configures) the handler modules once
+per container.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from typing import Any
 
 import boto3
 
-from mx_webhooks.consumer import Consumer, ConsumerConfig, client_config
-from mx_webhooks.handlers import DEFAULT_MODULES, load_handler_modules
+from mx_webhooks.clients import consumer_aws
+from mx_webhooks.consumer import Consumer, ConsumerConfig
+from mx_webhooks.handlers import load_handler_modules
 from mx_webhooks.observability import logger
 from mx_webhooks.registry import registry
 from mx_webhooks.store import EventStore
 
 CONFIG = ConsumerConfig.model_validate(os.environ)
-HANDLER_MODULES = load_handler_modules(os.environ.get("HANDLER_MODULES", DEFAULT_MODULES))
-_aws = client_config(CONFIG)
+HANDLER_MODULES = load_handler_modules(CONFIG.handler_modules, os.environ)
+_aws = consumer_aws(CONFIG.max_workers)
 CONSUMER = Consumer(
     CONFIG,
     EventStore(

@@ -418,7 +418,8 @@ def test_your_own_handler_can_reuse_the_maintainx_client(monkeypatch, fake_maint
     config = IntegrationsConfig.from_env(
         {"MAINTAINX_API_BASE_URL": fake_maintainx.url, "LOCAL_MAINTAINX_API_KEY": API_KEY}
     )
-    monkeypatch.setattr(module, "INTEGRATIONS", build(config))
+    monkeypatch.setattr(module, "_STATE", {})
+    module.use(build(config))
     module.maintainx_api.cache_clear()
     fake_maintainx.add_work_order(5, title="Chiller", priority="HIGH", location=12)
 

@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field
 from mx_webhooks import normalize
 from mx_webhooks.alerts import publish_alert
 from mx_webhooks.events import InvalidEvent, WebhookEvent, parse_event
+from mx_webhooks.handlers import DEFAULT_MODULES
 from mx_webhooks.observability import emit, log_with_metrics, logger, metrics_batch
 from mx_webhooks.queues import EventQueues
 from mx_webhooks.registry import Handler, PermanentError, Registry
@@ -69,29 +70,22 @@ class ConsumerConfig(BaseModel):
     backoff_base_seconds: float = Field(default=10, ge=0, alias="BACKOFF_BASE_SECONDS")
     backoff_cap_seconds: float = Field(default=900, ge=0, le=MAX_VISIBILITY_SECONDS, alias="BACKOFF_CAP_SECONDS")
     backoff_jitter: float = Field(default=0.2, ge=0, le=1, alias="BACKOFF_JITTER")
-    lease_seconds: int = Field(default=960, ge=1, alias="LEASE_SECONDS")
+    # How long a claim is held before another invocation may take it over: above the
+    # consumer's timeout (60 s in the template), so a live holder is never taken over.
+    lease_seconds: int = Field(default=90, ge=1, alias="LEASE_SECONDS")
     event_ttl_days: int = Field(default=30, ge=1, alias="EVENT_TTL_DAYS")
     max_workers: int = Field(default=10, ge=1, le=64, alias="CONSUMER_MAX_WORKERS")
     time_margin_ms: int = Field(default=3000, ge=0, alias="HANDLER_TIME_MARGIN_MS")
+    handler_modules: str = Field(default=DEFAULT_MODULES, alias="HANDLER_MODULES")
 
     model_config = {"populate_by_name": True, "extra": "ignore"}
 
 
 def client_config(config: ConsumerConfig) -> Any:
-    """botocore settings for the consumer's own AWS clients (DynamoDB, SQS, SNS).
+    """botocore settings for the consumer's own AWS clients (``mx_webhooks.clients.consumer_aws``)."""
+    from mx_webhooks.clients import consumer_aws
 
-    Adaptive retries absorb throttling; one pooled connection per worker thread; no
-    client-side parameter validation: every request is built here, the service
-    validates it anyway, and validating nested DynamoDB values cost ~10% of the
-    consumer's CPU per event (docs/benchmarks.md).
-    """
-    from botocore.config import Config
-
-    return Config(
-        retries={"max_attempts": 5, "mode": "adaptive"},
-        max_pool_connections=max(10, config.max_workers),
-        parameter_validation=False,
-    )
+    return consumer_aws(config.max_workers)
 
 
 def backoff_seconds(

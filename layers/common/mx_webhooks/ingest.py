@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from mx_webhooks import normalize
 from mx_webhooks.observability import emit, log_with_metrics, logger, metrics_batch
@@ -74,18 +74,32 @@ class IngestConfig:
     public_base_url: str
     secret_cache_seconds: int
 
+    # field -> environment variable: the one list of what ingest reads (a template test
+    # checks it against the function's Environment, both ways)
+    ENV_NAMES: ClassVar[dict[str, str]] = {
+        "queue_url": "QUEUE_URL",
+        "secret_arn": "WEBHOOK_SECRET_ARN",
+        "local_secrets_json": "LOCAL_WEBHOOK_SECRETS",
+        "tolerance_seconds": "SIGNATURE_TOLERANCE_SECONDS",
+        "max_body_bytes": "MAX_BODY_BYTES",
+        "verify_uri_signature": "VERIFY_URI_SIGNATURE",
+        "public_base_url": "PUBLIC_BASE_URL",
+        "secret_cache_seconds": "SECRET_CACHE_SECONDS",
+    }
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestConfig:
         environ = os.environ if environ is None else environ
+        env = cls.ENV_NAMES
         config = cls(
-            queue_url=_env(environ, "QUEUE_URL"),
-            secret_arn=_env(environ, "WEBHOOK_SECRET_ARN", ""),
-            local_secrets_json=_env(environ, "LOCAL_WEBHOOK_SECRETS", ""),
-            tolerance_seconds=_env_int(environ, "SIGNATURE_TOLERANCE_SECONDS", DEFAULT_TOLERANCE_SECONDS),
-            max_body_bytes=_env_int(environ, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
-            verify_uri_signature=_env(environ, "VERIFY_URI_SIGNATURE", "false").lower() == "true",
-            public_base_url=_env(environ, "PUBLIC_BASE_URL", "").rstrip("/"),
-            secret_cache_seconds=_env_int(environ, "SECRET_CACHE_SECONDS", 300),
+            queue_url=_env(environ, env["queue_url"]),
+            secret_arn=_env(environ, env["secret_arn"], ""),
+            local_secrets_json=_env(environ, env["local_secrets_json"], ""),
+            tolerance_seconds=_env_int(environ, env["tolerance_seconds"], DEFAULT_TOLERANCE_SECONDS),
+            max_body_bytes=_env_int(environ, env["max_body_bytes"], DEFAULT_MAX_BODY_BYTES),
+            verify_uri_signature=_env(environ, env["verify_uri_signature"], "false").lower() == "true",
+            public_base_url=_env(environ, env["public_base_url"], "").rstrip("/"),
+            secret_cache_seconds=_env_int(environ, env["secret_cache_seconds"], 300),
         )
         if not config.secret_arn and not config.local_secrets_json:
             raise ConfigError("set WEBHOOK_SECRET_ARN (or, for local use only, LOCAL_WEBHOOK_SECRETS)")

@@ -10,9 +10,10 @@
   work order from the request, exactly once.
 - ``EVENT_BUS_NAME`` (``EventBusName``, non-empty): every event -> the EventBridge bus.
 
-Importing this module (it is in ``HANDLER_MODULES``) reads the environment once and
-registers only the handlers that are on, so a switched-off integration costs
-nothing and does not appear in the event log. Tests build their own with
+Listed in ``HANDLER_MODULES``, this module is configured with the consumer's
+environment (``configure``, called by ``load_handler_modules``) and registers only
+the handlers that are on, so a switched-off integration costs nothing and does not
+appear in the event log. Tests build their own with
 ``build(config, ...)`` and ``register(registry, integrations)``.
 
 Real MaintainX payloads carry ids only: titles, priorities, assets and locations
@@ -22,7 +23,7 @@ they are, without an API call.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any
@@ -67,9 +68,10 @@ def build(
     retry = retry or RetryPolicy(budget_seconds=config.http_budget_seconds, max_attempts=config.http_max_attempts)
     if (config.needs_table and dynamodb_client is None) or (config.event_bus_name and events_client is None):
         import boto3
-        from botocore.config import Config
 
-        aws = Config(retries={"max_attempts": 5, "mode": "adaptive"})
+        from mx_webhooks.clients import integrations_aws
+
+        aws = integrations_aws()
         dynamodb_client = dynamodb_client or boto3.client("dynamodb", config=aws)
         events_client = events_client or (boto3.client("events", config=aws) if config.event_bus_name else None)
 
@@ -248,9 +250,10 @@ def maintainx_api() -> MaintainXClient:
     Uses the same API key secret and base URL as the built-in integrations, whether
     or not any of them is switched on.
     """
-    if INTEGRATIONS.api is not None:
-        return INTEGRATIONS.api
-    config = INTEGRATIONS.config
+    configured = integrations()
+    if configured.api is not None:
+        return configured.api
+    config = configured.config
     api_key = SecretValue(
         config.api_key_secret_arn,
         "apiKey",
@@ -264,5 +267,27 @@ def maintainx_api() -> MaintainXClient:
     )
 
 
-INTEGRATIONS = build(IntegrationsConfig.from_env(os.environ))
-REGISTERED = register(registry, INTEGRATIONS)
+_STATE: dict[str, Any] = {}
+
+
+def configure(environ: Mapping[str, str]) -> None:
+    """Build the integrations that ``environ`` switches on and register their handlers.
+
+    Once per process: the handler registry is process-wide, and a function's
+    environment does not change while its container lives.
+    """
+    if "integrations" in _STATE:
+        return
+    _STATE["integrations"] = build(IntegrationsConfig.from_env(environ))
+    _STATE["registered"] = register(registry, _STATE["integrations"])
+
+
+def use(configured: Integrations) -> None:
+    """Make ``configured`` the integrations ``maintainx_api()`` answers from (tests, scripts)."""
+    _STATE["integrations"] = configured
+
+
+def integrations() -> Integrations:
+    """The configured integrations (``configure`` must have run)."""
+    configured: Integrations = _STATE["integrations"]
+    return configured
