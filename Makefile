@@ -18,7 +18,7 @@ export SAM_CLI_TELEMETRY := 0
 export PYTHONPATH := $(CURDIR)/layers/common:$(CURDIR)
 PORT ?= 3000
 
-.PHONY: check-python install install-sam install-scan scan load run send test test-unit test-fast lint format typecheck validate build deploy bench events clean admin
+.PHONY: check-python install install-sam install-scan scan load run send test test-unit test-fast lint format typecheck validate build deploy bench events clean admin soak
 
 # Installs go through uv (pinned, installed with pip into .venv first): it resolves and
 # installs the dev dependencies in seconds where pip takes a minute or two, which is
@@ -71,6 +71,10 @@ test: install install-sam lint validate scan build
 ## load: the load test at full size on the local stack (CI runs it at 500 within `make test`)
 load: install
 	LOAD_DELIVERIES=$(or $(DELIVERIES),5000) LOAD_TIMEOUT_S=$(or $(LOAD_TIMEOUT_S),2400) $(PY) -m pytest -q -s -m load tests/load
+
+## soak: the state-machine simulation (tests/sim) for as long as asked: MINUTES=10 (default), or STEPS=N; SEED=S to reproduce
+soak: install
+	$(PY) -m devtools.soak $(if $(STEPS),--steps $(STEPS),--minutes $(or $(MINUTES),10)) $(if $(SEED),--seed $(SEED))
 
 ## test-fast: unit and integration tests only
 test-fast: install

@@ -88,7 +88,8 @@ class DynamoProxy:
 
     def _call(self, operation: str, kwargs: dict[str, Any]) -> Any:
         key = ((kwargs.get("Key") or kwargs.get("Item") or {}).get("eventId") or {}).get("S")
-        label = f"dynamodb.{operation}" + (f" {key}" if key else "")
+        label = f"dynamodb.{operation}[{write_kind(kwargs)}]" if operation in self.WRITES else f"dynamodb.{operation}"
+        label += f" {key}" if key else ""
         world = self._world
 
         def once() -> tuple[Any, Exception | None]:
@@ -104,6 +105,23 @@ class DynamoProxy:
             return result, None
 
         return _with_faults(world.scheduler, label, operation, self._attempts, once)
+
+
+def write_kind(call: dict[str, Any]) -> str:
+    """Which of the store's writes an UpdateItem is, read from its expressions (for labels and guards)."""
+    condition = str(call.get("ConditionExpression", ""))
+    expression = str(call.get("UpdateExpression", ""))
+    if call.get("ReturnValuesOnConditionCheckFailure"):
+        return "claim"
+    if "retryToken" in condition:
+        return "retry"
+    if "stalledAt" in expression and "claimToken" in condition:
+        return "mark_stalled"
+    if "claimToken = :token" in condition:
+        return "finish" if "leaseUntil" in expression.split("REMOVE", 1)[-1] else "checkpoint"
+    if "parked" in expression:
+        return "record_invalid"
+    return "write"
 
 
 @dataclass

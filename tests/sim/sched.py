@@ -20,7 +20,8 @@ OK = 0
 LOST = 1  # applied, its reply lost; the SDK retries the identical call (a handler: fails, transient)
 LOST_FINAL = 2  # applied, its reply lost; the SDK gives up (a handler: PermanentError where it can)
 FAIL = 3  # refused, not applied (throttled, 500); the SDK gives up (a handler: fails with a huge error text)
-FAULT_NAMES = {OK: "ok", LOST: "lost", LOST_FINAL: "lost_final", FAIL: "fail"}
+KILL = 4  # the invocation dies here, before the call (a crash, or Lambda stopping it)
+FAULT_NAMES = {OK: "ok", LOST: "lost", LOST_FINAL: "lost_final", FAIL: "fail", KILL: "kill"}
 
 
 class Killed(BaseException):
