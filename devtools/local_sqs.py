@@ -21,6 +21,12 @@ Follows Lambda's documented behaviour for SQS:
   receive exactly so; nothing here copies messages to the DLQ.
 
 Up to ``concurrency`` invocations run side by side (Lambda's ``ScalingConfig`` caps the same).
+
+Duplicate deliveries (off by default; ``devtools.chaos``, ``--chaos sqs-duplicates=P``):
+with ``redelivery``, each received message it picks is made visible again at once
+(``ChangeMessageVisibility`` 0 right after the receive), so the next receive hands the
+same message (a new receipt handle, ``ApproximateReceiveCount`` + 1) to another
+invocation, usually while the first one still runs, as SQS's at-least-once delivery may.
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from devtools.local_lambda import FunctionTimedOut, LocalFunction
 
@@ -50,6 +57,14 @@ class Delivery:
     error: str | None = None
 
 
+class Redelivery(Protocol):
+    """Which received messages SQS delivers once more (``devtools.chaos.Chaos`` is one)."""
+
+    def should_redeliver(self, message: dict[str, Any]) -> bool: ...
+
+    def received_again(self, message: dict[str, Any], *, while_in_flight: bool) -> None: ...
+
+
 class SqsEventSource:
     def __init__(
         self,
@@ -64,6 +79,7 @@ class SqsEventSource:
         concurrency: int = 2,
         region: str = "us-east-1",
         on_batch: Callable[[list[Delivery]], None] | None = None,
+        redelivery: Redelivery | None = None,
     ) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
@@ -79,6 +95,11 @@ class SqsEventSource:
         self._slots = threading.BoundedSemaphore(self.concurrency)
         self._threads: list[threading.Thread] = []
         self.invocations = 0
+        self.redelivery = redelivery
+        self.redelivered = 0  # messages made visible again at once (duplicate deliveries)
+        self._flight_lock = threading.Lock()
+        self._in_flight: Counter[str] = Counter()  # message id -> invocations holding it now
+        self._awaiting_again: set[str] = set()  # redelivered, not received again yet
 
     def start(self) -> None:
         self._slots = threading.BoundedSemaphore(self.concurrency)
@@ -115,6 +136,10 @@ class SqsEventSource:
             if not messages:
                 self._slots.release()
                 continue
+            try:
+                self._received(messages)
+            except Exception:  # bookkeeping only: the batch is delivered all the same
+                log.exception("event source %s: duplicate-delivery bookkeeping failed", self.function.logical_id)
             worker = threading.Thread(
                 target=self._invoke_and_release,
                 args=(messages,),
@@ -131,7 +156,38 @@ class SqsEventSource:
         except Exception:
             log.exception("event source %s: invocation bookkeeping failed", self.function.logical_id)
         finally:
+            with self._flight_lock:
+                self._in_flight.subtract(m["MessageId"] for m in messages)
+                self._in_flight += Counter()  # drop the zeros
             self._slots.release()
+
+    def _received(self, messages: list[dict[str, Any]]) -> None:
+        """Note the batch as in flight; with ``redelivery``, deliver some of it once more, at once."""
+        again: list[tuple[dict[str, Any], bool]] = []
+        with self._flight_lock:
+            for message in messages:
+                message_id = message["MessageId"]
+                if message_id in self._awaiting_again:
+                    self._awaiting_again.discard(message_id)
+                    again.append((message, self._in_flight[message_id] > 0))
+                self._in_flight[message_id] += 1
+        if self.redelivery is None:
+            return
+        for message, while_in_flight in again:
+            self.redelivery.received_again(message, while_in_flight=while_in_flight)
+        for message in messages:
+            if not self.redelivery.should_redeliver(message):
+                continue
+            try:
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            except Exception:
+                log.warning("event source %s: could not deliver a message again", self.function.logical_id)
+                continue
+            with self._flight_lock:
+                self._awaiting_again.add(message["MessageId"])
+            self.redelivered += 1
 
     def _receive(self, count: int, wait_s: int) -> list[dict[str, Any]]:
         response = self.sqs.receive_message(

@@ -38,6 +38,10 @@ Command line::
 
     python -m devtools.local_stack [--port 3000] [--param MaxReceiveCount=3 ...]
         [--handler-modules my.module] [--secret local-dev-secret] [--verbose]
+        [--chaos dynamodb-lost-replies=0.02,sqs-duplicates=0.05 [--chaos-seed 7]]
+
+``--chaos`` injects faults (``devtools.chaos``): DynamoDB writes applied whose reply is
+lost, and duplicate SQS deliveries; counted in ``--chaos-report`` (JSON).
 
 Importable API, in-process: it sets the AWS_* variables of this process while it
 runs, and moto's state is global to a process, so one at a time (a new one starts
@@ -86,6 +90,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from devtools.chaos import Chaos, ChaosSpec
 from devtools.local_http import Exchange, HttpFront, Route, Throttle
 from devtools.local_lambda import LocalFunction, stack_environment
 from devtools.local_sqs import Delivery, SqsEventSource
@@ -165,7 +170,9 @@ class LocalStack:
         stack_name: str = DEFAULT_STACK_NAME,
         consumer_concurrency: int | None = None,
         out: TextIO | None = None,
+        chaos: Chaos | None = None,
     ) -> None:
+        self.chaos = chaos  # fault injection (devtools.chaos), off when None
         self.port = port
         self.host = host
         self.moto_port = moto_port
@@ -263,6 +270,9 @@ class LocalStack:
             )
         )
         self._create_stack()
+        if self.chaos is not None:
+            self.chaos.install()  # before the functions build their clients
+            self._exit.callback(self.chaos.uninstall)
         self._load_functions()
         self._front = HttpFront(
             self.routes,
@@ -652,6 +662,7 @@ class LocalStack:
                     concurrency=self.consumer_concurrency or min(scaling, 5),
                     region=REGION,
                     on_batch=lambda batch, arn=arn: self._print_batch(arn, batch),
+                    redelivery=self.chaos,
                 )
             )
         return sources
@@ -1009,8 +1020,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where the functions' JSON logs and metrics go",
     )
     parser.add_argument("--verbose", action="store_true", help="print the functions' JSON logs too")
+    parser.add_argument(
+        "--chaos",
+        default="",
+        metavar="FAULT=SHARE,...",
+        help="inject faults (devtools.chaos): dynamodb-lost-replies=0.02,sqs-duplicates=0.05",
+    )
+    parser.add_argument("--chaos-seed", type=int, default=None, help="seed of the fault choices")
+    parser.add_argument("--chaos-report", help="JSON counts of injected faults (default: chaos.json by --log-file)")
     parser.add_argument("--ready-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+
+    try:
+        spec = ChaosSpec.parse(args.chaos)
+    except ValueError as exc:
+        parser.error(str(exc))
+    chaos = None
+    if spec:
+        chaos = Chaos(
+            spec, seed=args.chaos_seed, report=args.chaos_report or Path(args.log_file).with_name("chaos.json")
+        )
 
     console = sys.stdout
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
@@ -1037,6 +1066,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack_name=args.stack_name,
         consumer_concurrency=args.consumer_concurrency,
         out=console,
+        chaos=chaos,
     )
     try:
         stack.start()
@@ -1046,6 +1076,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         console.write(stack.banner() + "\n")
         console.write(f"  Function logs   {log_path}\n\n")
+        if chaos is not None:
+            chaos.write_report()
+            console.write(
+                f"  Chaos           {spec.text()} (seed {args.chaos_seed}), counts in {chaos.report_path}\n\n"
+            )
         console.flush()
         if args.ready_file:
             tmp = Path(args.ready_file + ".tmp")
