@@ -12,8 +12,14 @@ Talks to DynamoDB and SQS with boto3 directly, under the operator's own credenti
 Where: ``--stack-name`` (default ``$MX_STACK_NAME``, else samconfig's
 ``maintainx-webhooks-dev``) reads the table and queues from the stack's outputs;
 ``--endpoint-url`` (or ``$AWS_ENDPOINT_URL``) points at the local stack, whose stack is
-``maintainx-webhooks-local``; ``--table``/``--queue-url``/``--dlq-url`` skip the lookup.
-``--json`` prints the raw answer instead of tables.
+``maintainx-webhooks-local``; ``--local`` finds the stack ``make run`` started (its moto
+endpoint is in ``.local-stack/stack-<PORT>.json``, PORT from ``$PORT``, else 3000);
+``--table``/``--queue-url``/``--dlq-url`` skip the lookup. ``--json`` prints the raw
+answer (one JSON document) instead of tables. These global options go before or after
+the subcommand: ``list --local --json`` and ``--local --json list`` are the same.
+
+Output: stdout carries only the answer. The admin code's own log lines and metric
+documents (JSON, as in Lambda) go to stderr; ``--quiet`` drops them (errors stay).
 
 Exit codes: 0 done; 1 done in part (some retries skipped, some messages not moved);
 2 bad arguments; 3 not found; 4 conflict (e.g. already completed: use --force);
@@ -23,10 +29,14 @@ Exit codes: 0 done; 1 done in part (some retries skipped, some messages not move
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import boto3
@@ -36,6 +46,7 @@ from mx_webhooks.admin import Admin, AdminConfig, AdminError, BadRequest, Confli
 
 DEFAULT_STACK = "maintainx-webhooks-dev"
 LOCAL_STACK = "maintainx-webhooks-local"
+ROOT = Path(__file__).resolve().parent.parent
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_AWS = 0, 1, 2, 3, 4, 5
 
 
@@ -79,20 +90,49 @@ DLQ_COLUMNS = [
 ]
 
 
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options every subcommand takes, before or after it.
+
+    The main parser holds the defaults; each subparser declares the same options with
+    ``SUPPRESS`` defaults, so a value given after the subcommand wins and an absent
+    one does not overwrite the value given before it.
+    """
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    env = os.environ.get
+    where = parser.add_argument_group("where (before or after the subcommand)")
+    where.add_argument("--stack-name", default=default(env("MX_STACK_NAME")), help="read resources from its outputs")
+    where.add_argument("--endpoint-url", default=default(env("AWS_ENDPOINT_URL")), help="e.g. the local stack's moto")
+    where.add_argument(
+        "--local",
+        action="store_true",
+        default=default(False),
+        help="the stack `make run` started (moto endpoint from .local-stack/stack-$PORT.json; PORT default 3000)",
+    )
+    where.add_argument("--region", default=default(env("AWS_REGION") or env("AWS_DEFAULT_REGION")))
+    where.add_argument("--table", default=default(env("TABLE_NAME")), help="EventsTable name")
+    where.add_argument("--queue-url", default=default(env("QUEUE_URL")), help="EventsQueue URL")
+    where.add_argument("--dlq-url", default=default(env("DLQ_URL")), help="EventsDLQ URL")
+    output = parser.add_argument_group("output (before or after the subcommand)")
+    output.add_argument("--json", action="store_true", default=default(False), help="print the raw answer as JSON")
+    output.add_argument(
+        "--quiet", "-q", action="store_true", default=default(False), help="no log lines on stderr (errors stay)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="admin_cli", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stack-name", default=os.environ.get("MX_STACK_NAME"), help="read resources from its outputs")
-    parser.add_argument(
-        "--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"), help="e.g. the local stack's moto"
-    )
-    parser.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
-    parser.add_argument("--table", default=os.environ.get("TABLE_NAME"), help="EventsTable name")
-    parser.add_argument("--queue-url", default=os.environ.get("QUEUE_URL"), help="EventsQueue URL")
-    parser.add_argument("--dlq-url", default=os.environ.get("DLQ_URL"), help="EventsDLQ URL")
-    parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    _global_options(parser, defaults=True)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    listing = commands.add_parser("list", help="events, newest first")
+    def command(parent: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = parent.add_parser(name, **kwargs)
+        _global_options(sub, defaults=False)
+        return sub
+
+    listing = command(commands, "list", help="events, newest first")
     listing.add_argument("--status", help="IN_PROGRESS, COMPLETED, FAILED, IGNORED or QUEUED")
     listing.add_argument("--type", dest="event_type", help="e.g. workorder.created")
     listing.add_argument("--source")
@@ -101,32 +141,50 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--cursor", help="nextCursor of the previous page")
     listing.add_argument("--all", action="store_true", help="follow the cursor to the end")
 
-    show = commands.add_parser("show", help="everything recorded about one event")
+    show = command(commands, "show", help="everything recorded about one event")
     show.add_argument("event_id")
 
-    retry = commands.add_parser("retry", help="re-enqueue one event (succeeded handlers are skipped)")
+    retry = command(commands, "retry", help="re-enqueue one event (succeeded handlers are skipped)")
     retry.add_argument("event_id")
     retry.add_argument("--force", action="store_true", help="rerun every handler, also on a COMPLETED event")
 
-    bulk = commands.add_parser(
-        "retry-failed", help="re-enqueue every FAILED (or stranded QUEUED, or stalled IN_PROGRESS) event since a time"
+    bulk = command(
+        commands,
+        "retry-failed",
+        help="re-enqueue every FAILED (or stranded QUEUED, or stalled IN_PROGRESS) event since a time",
     )
     bulk.add_argument("--since", required=True, help="ISO 8601 or an age: 12h, 1d")
     bulk.add_argument("--limit", type=int, default=100)
     bulk.add_argument("--dry-run", action="store_true")
 
-    commands.add_parser("sweep", help="park and alert events a stopped consumer left IN_PROGRESS (runs every 5 min)")
+    command(commands, "sweep", help="park and alert events a stopped consumer left IN_PROGRESS (runs every 5 min)")
 
-    dlq = commands.add_parser("dlq", help="the dead-letter queue")
+    dlq = command(commands, "dlq", help="the dead-letter queue")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
-    peek = dlq_commands.add_parser("peek", help="show parked messages, leave them there")
+    peek = command(dlq_commands, "peek", help="show parked messages, leave them there")
     peek.add_argument("--max", type=int, default=10)
-    redrive = dlq_commands.add_parser("redrive", help="move every parked message back to the events queue")
+    redrive = command(dlq_commands, "redrive", help="move every parked message back to the events queue")
     redrive.add_argument("--max", type=int, default=1000)
     return parser
 
 
+def local_endpoint(port: str | None = None) -> str:
+    """The moto endpoint of the stack ``make run`` started on ``port`` (default ``$PORT``, else 3000)."""
+    port = port or os.environ.get("PORT") or "3000"
+    ready = ROOT / ".local-stack" / f"stack-{port}.json"
+    try:
+        return str(json.loads(ready.read_text())["endpoint_url"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise CliError(
+            f"--local: no local stack found for port {port} ({ready.relative_to(ROOT)}: {exc.__class__.__name__});"
+            " start one with `make run` (or give --endpoint-url)",
+            EXIT_AWS,
+        ) from exc
+
+
 def make_admin(args: argparse.Namespace) -> Admin:
+    if args.local:
+        args.endpoint_url = local_endpoint()
     session = boto3.session.Session(region_name=args.region)
     if args.endpoint_url and session.get_credentials() is None:
         # the local stack's moto accepts any key; spare the operator exporting fake ones
@@ -200,7 +258,11 @@ def run(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
         return EXIT_OK
 
     if args.command == "show":
-        dump(admin.get_event(args.event_id))
+        event = admin.get_event(args.event_id)
+        if args.json:
+            dump(event)
+        else:
+            show_event(event, out)
         return EXIT_OK
 
     if args.command == "retry":
@@ -261,12 +323,130 @@ def run(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
     raise CliError(f"unknown command {args.command}", EXIT_USAGE)  # argparse prevents this
 
 
+def iso_time(value: Any) -> str:
+    """A recorded time as ISO 8601 UTC with milliseconds and ``Z``, whichever way it was stored.
+
+    The record keeps most times as ISO text, ``receivedAt`` as epoch seconds (text), and
+    ``occurredAt`` with ``+00:00``: the CLI shows them all one way. Anything else as is.
+    """
+    if value is None or value == "":
+        return ""
+    moment: datetime | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        moment = datetime.fromtimestamp(float(value), UTC)
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromtimestamp(float(value), UTC)
+        except ValueError:
+            with contextlib.suppress(ValueError):
+                moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment is None:
+        return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# The event's fields in reading order: (key, label, is a time). The rest follow as they are.
+SHOW_FIELDS = [
+    ("status", "status", False),
+    ("attempts", "attempts", False),
+    ("eventType", "type", False),
+    ("eventTypes", "all types", False),
+    ("sourceEventType", "MaintainX type", False),
+    ("format", "format", False),
+    ("source", "source", False),
+    ("entityKey", "entity", False),
+    ("occurredAt", "occurred", True),
+    ("receivedAt", "received", True),
+    ("firstSeenAt", "first seen", True),
+    ("updatedAt", "updated", True),
+    ("finishedAt", "finished", True),
+    ("leaseUntil", "lease until", True),
+    ("stalledAt", "stalled", True),
+    ("parked", "parked in DLQ", False),
+    ("expiresAt", "expires", True),
+    ("lastError", "last error", False),
+]
+
+
+def show_event(event: dict[str, Any], out: TextIO) -> None:
+    """One event for a person: its fields, one handler a line, then the payload."""
+    print(str(event.get("eventId", "")), file=out)
+    known = {key for key, _, _ in SHOW_FIELDS} | {"eventId", "handlers", "payload"}
+    # a lease matters while the event is IN_PROGRESS; on a finished event it is a leftover
+    hidden = {"leaseUntil"} if event.get("status") != "IN_PROGRESS" else set()
+    rows = [(label, event[key], is_time) for key, label, is_time in SHOW_FIELDS if key in event and key not in hidden]
+    rows += [(key, event[key], key.endswith("At")) for key in sorted(event) if key not in known]
+    width = max([len(label) for label, _, _ in rows] + [len("handlers")])
+    for label, value, is_time in rows:
+        if is_time:
+            text = iso_time(value)
+        elif isinstance(value, list | dict):
+            text = ", ".join(map(str, value)) if isinstance(value, list) else json.dumps(value, default=str)
+        else:
+            text = str(value)
+        print(f"  {label.ljust(width)}  {text}", file=out)
+    handlers = event.get("handlers") or {}
+    print(f"  {'handlers'.ljust(width)}  {'(none ran)' if not handlers else ''}".rstrip(), file=out)
+    name_width = max([len(name) for name in handlers] + [0])
+    for name, result in sorted(handlers.items()):
+        result = result if isinstance(result, dict) else {"status": result}
+        line = f"    {name.ljust(name_width)}  {str(result.get('status', '')):<9}"
+        if result.get("durationMs") is not None:
+            line += f"  {result['durationMs']:>6} ms"
+        if result.get("at"):
+            line += f"  at {iso_time(result['at'])}"
+        if result.get("error"):
+            line += f"  {str(result['error']).replace(chr(10), ' ')}"
+        print(line.rstrip(), file=out)
+    if "payload" in event:
+        payload = event["payload"]
+        text = payload if isinstance(payload, str) else json.dumps(payload, indent=2, default=str)
+        print("  payload", file=out)
+        for line in text.splitlines() or [""]:
+            print(f"    {line}", file=out)
+
+
+@contextlib.contextmanager
+def logs_to_stderr(quiet: bool) -> Iterator[None]:
+    """Keep stdout for the answer: the admin code's log lines and EMF documents go to stderr.
+
+    ``mx_webhooks.observability`` logs as a Lambda function does, to stdout: the
+    Powertools logger's handler holds a stream, and metric documents are written with
+    ``sys.stdout.write``. For this call, the handlers' stream is stderr (and their level
+    WARNING with ``quiet``) and ``sys.stdout`` is stderr; both are put back after. The
+    stream is assigned, not ``setStream()``: that flushes the old one, which may be closed.
+    """
+    from mx_webhooks.observability import logger
+
+    target = logging.getLogger(logger.name)
+    saved: list[tuple[logging.StreamHandler[Any], Any, int]] = []
+    for handler in target.handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            saved.append((handler, handler.stream, handler.level))
+            handler.stream = sys.stderr
+            if quiet:
+                handler.setLevel(logging.WARNING)
+    sink: TextIO = open(os.devnull, "w") if quiet else sys.stderr  # noqa: SIM115 - closed below
+    try:
+        with contextlib.redirect_stdout(sink):
+            yield
+    finally:
+        for handler, stream, level in saved:
+            handler.stream = stream
+            handler.setLevel(level)
+        if quiet:
+            sink.close()
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
+    out = out or sys.stdout  # taken before stdout is pointed at stderr for the logs
     args = build_parser().parse_args(argv)
     codes = {BadRequest: EXIT_USAGE, NotFound: EXIT_NOT_FOUND, Conflict: EXIT_CONFLICT}
     try:
-        return run(args, make_admin(args), out)
+        with logs_to_stderr(args.quiet):
+            return run(args, make_admin(args), out)
     except AdminError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return codes.get(type(exc), EXIT_USAGE)
@@ -274,7 +454,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
     except (ClientError, BotoCoreError) as exc:
-        print(f"error: AWS: {exc}", file=sys.stderr)
+        hint = " (is `make run` still running?)" if args.local else ""
+        print(f"error: AWS: {exc}{hint}", file=sys.stderr)
         return EXIT_AWS
 
 
