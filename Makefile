@@ -52,17 +52,29 @@ $(SCAN_VENV)/.installed: $(VENV)/.installed
 
 install-scan: $(SCAN_VENV)/.installed
 
-## run: the whole flow on this machine (moto server, HTTP API on :$(PORT), consumer poller)
+## run: the whole flow on this machine (moto, HTTP API on :$(PORT), consumer); ARGS="--param X=1 ..." passes options
+# The ready file tells `make aws` and `admin_cli --local` where this stack's moto is.
 run: install
-	$(PY) -m devtools.local_stack --port $(PORT)
+	@mkdir -p .local-stack
+	$(PY) -m devtools.local_stack --port $(PORT) --ready-file $(CURDIR)/.local-stack/stack-$(PORT).json $(ARGS)
 
-## send: sign and post a sample event to the local stack (TYPE=workorder.created FORMAT=maintainx)
+## send: sign and post a sample event to the local stack (TYPE=workorder.created FORMAT=maintainx ARGS="--duplicate")
 send: install
-	$(PY) -m devtools.send --url http://127.0.0.1:$(PORT)/webhooks/maintainx --type $(or $(TYPE),workorder.created) --format $(or $(FORMAT),maintainx)
+	$(PY) -m devtools.send --url http://127.0.0.1:$(PORT)/webhooks/maintainx --type $(or $(TYPE),workorder.created) --format $(or $(FORMAT),maintainx) $(ARGS)
 
-## admin: the admin CLI (ARGS="list --status FAILED"); add --endpoint-url http://127.0.0.1:<moto port> for the local stack
+## admin: the admin CLI (ARGS="list --status FAILED"); add --local for the stack `make run` started
 admin: install
-	$(PY) -m devtools.admin_cli $(ARGS)
+	@$(PY) -m devtools.admin_cli $(ARGS)
+
+## aws: the AWS CLI against the stack `make run` started (ARGS="dynamodb list-tables"): its endpoint, region, fake keys
+.PHONY: aws
+aws: install
+	@ready=.local-stack/stack-$(PORT).json; \
+	test -f $$ready || { echo "no local stack on port $(PORT) ($$ready): start one with make run" >&2; exit 1; }; \
+	command -v aws >/dev/null || { echo "the AWS CLI is not installed (pip install awscli)" >&2; exit 1; }; \
+	read -r endpoint region < <($(PY) -c 'import json, sys; i = json.load(open(sys.argv[1])); print(i["endpoint_url"], i["region"])' $$ready); \
+	env -u AWS_PROFILE -u AWS_SESSION_TOKEN AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=$$region \
+		aws --endpoint-url $$endpoint --region $$region $(ARGS)
 
 ## test: everything CI runs: lint, template checks, sam build, all test tiers
 test: install install-sam lint validate scan build
@@ -108,9 +120,9 @@ build: install-sam
 deploy: build
 	$(SAM) deploy $(if $(CONFIG_ENV),--config-env $(CONFIG_ENV),--guided)
 
-## events: re-sign the sample API events in events/ with the current time
+## events: the sample ingest events signed now, in .local-stack/events/ingest/ (events/ stays as committed)
 events: install
-	$(PY) -m devtools.sample_events --write
+	$(PY) -m devtools.sample_events --sign
 
 bench: install install-sam build
 	$(PY) -m devtools.bench

@@ -353,7 +353,7 @@ SHOW_FIELDS = [
     ("attempts", "attempts", False),
     ("eventType", "type", False),
     ("eventTypes", "all types", False),
-    ("sourceEventType", "MaintainX type", False),
+    ("sourceEventType", "source type", False),
     ("format", "format", False),
     ("source", "source", False),
     ("entityKey", "entity", False),

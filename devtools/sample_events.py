@@ -1,16 +1,22 @@
-"""Write the sample events in events/ (``make events``).
+"""The sample events: the committed ones in events/, and fresh signatures (``make events``).
 
 - ``events/ingest/*.json``: API Gateway HTTP API (payload v2) events, one per event
-  type in each format, plus bad-signature ones, signed with the local secret at the
-  current time. A signature is accepted for ``SIGNATURE_TOLERANCE_SECONDS`` (300 s by
-  default): re-run this to re-sign them, or use ``events/env.json``, whose local-only
-  tolerance accepts them for years.
+  type in each format, plus bad-signature ones, signed with the local secret. A
+  signature is accepted for ``SIGNATURE_TOLERANCE_SECONDS`` (300 s by default);
+  ``events/env.json``'s local-only tolerance accepts the committed ones for years.
 - ``events/consumer/*.json``: SQS batch events as the event source mapping delivers
   them to the consumer (fixed ids and times, so they never go stale).
 - ``events/env.json``: the environment for ``sam local invoke --env-vars``.
 
-    python -m devtools.sample_events --write      # re-sign and rewrite all
-    python -m devtools.sample_events --check      # exit 1 if a file differs (ignoring signatures)
+    python -m devtools.sample_events --sign       # make events: the ingest events signed now,
+                                                  # in .local-stack/events/ingest/ (git-ignored)
+    python -m devtools.sample_events --check      # exit 1 if a file of events/ is out of date
+    python -m devtools.sample_events --write      # after changing the samples: update events/
+                                                  # (a file whose content is unchanged is left as is)
+
+Only ``--write`` touches ``events/``, and only the files whose content (signatures
+aside) changed, so running any of these on an up-to-date checkout leaves ``git status``
+clean.
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ EVENTS = ROOT / "events"
 FIXED_TIME = "2026-09-14T13:03:18.971Z"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
-# The names the local stack and the sample-event tests create; sam local invoke users
-# point these at their own resources (or at `make run`'s, see the README).
+# The names the sample-event tests create in moto; sam local invoke users point these
+# at their own dev stack's resources (README, "Trying the functions with `sam local invoke`").
 LOCAL_NAMES = {
     "queue": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/maintainx-webhooks-events",
     "dlq": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/maintainx-webhooks-events-dlq",
@@ -163,25 +169,48 @@ def all_files(now: int) -> dict[Path, Any]:
     return files
 
 
+def signed_dir() -> Path:
+    """Where ``make events`` writes: git-ignored, beside the local stack's files."""
+    return ROOT / ".local-stack" / "events"
+
+
+def _show(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true", help="re-sign with the current time and write every file")
+    mode.add_argument(
+        "--sign", action="store_true", help="write the ingest events signed now to --out (events/ is not touched)"
+    )
+    mode.add_argument("--write", action="store_true", help="update the files of events/ whose content changed")
     mode.add_argument("--check", action="store_true", help="exit 1 when a file would change beyond its signature")
+    parser.add_argument("--out", type=Path, help="with --sign: the folder (default .local-stack/events)")
     args = parser.parse_args(argv)
-    files = all_files(int(time.time()))
-    if args.write:
-        for path, content in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(content, indent=2) + "\n")
+    now = int(time.time())
+    if args.sign:
+        folder = (args.out or signed_dir()) / "ingest"
+        folder.mkdir(parents=True, exist_ok=True)
+        events = ingest_events(now)
+        for name, event in events.items():
+            (folder / name).write_text(json.dumps(event, indent=2) + "\n")
         print(
-            f"wrote {len(files)} files under {EVENTS.relative_to(ROOT)}/"
-            " (ingest events signed now, valid for 300 s by default)"
+            f"wrote {len(events)} ingest events signed now to {_show(folder)}/"
+            f" (valid for 300 s by default; events/ is unchanged)"
         )
         return 0
+    files = all_files(now)
     stale = [p for p, c in files.items() if not p.exists() or _unsigned(json.loads(p.read_text())) != _unsigned(c)]
+    if args.write:
+        for path in stale:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(files[path], indent=2) + "\n")
+            print(f"updated {_show(path)}")
+        print(f"{len(stale)} of {len(files)} files under {_show(EVENTS)}/ updated (the rest were up to date)")
+        return 0
     for path in stale:
-        print(f"out of date: {path.relative_to(ROOT)}", file=sys.stderr)
+        print(f"out of date: {_show(path)} (python -m devtools.sample_events --write)", file=sys.stderr)
     return 1 if stale else 0
 
 
