@@ -1,6 +1,6 @@
 """Sign and post sample MaintainX webhooks: the test-webhook tool.
 
-    python -m devtools.send                                  # one workorder.created, real format, to :3000
+    python -m devtools.send                                  # one workorder.created, real format, to :3000 ($PORT)
     python -m devtools.send --type all --format generic      # every event type
     python -m devtools.send --url https://<api>/webhooks/maintainx --secret "$SECRET"
     python -m devtools.send --duplicate                      # the same body twice (a MaintainX retry)
@@ -18,6 +18,7 @@ the same ones the tests and ``events/`` use. Standard library only.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -30,7 +31,8 @@ from dataclasses import dataclass
 
 from devtools import samples
 
-DEFAULT_URL = "http://127.0.0.1:3000/webhooks/maintainx"
+# the local stack's, on $PORT as `make run` and `make send` use it
+DEFAULT_URL = f"http://127.0.0.1:{os.environ.get('PORT') or 3000}/webhooks/maintainx"
 SKEW_SECONDS = 600  # twice the default tolerance: outside it both ways
 
 
