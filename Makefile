@@ -1,6 +1,7 @@
 # Targets a newcomer can guess. The README and .ci/run call these, nothing else.
 # Every target installs what it needs into .venv (python3.13, the Lambda runtime)
 # and .venv-sam (the SAM CLI, kept apart: it pins boto3 and cfn-lint narrowly).
+# `make` alone (or `make help`) lists the targets: each one's `## target: what` line.
 
 SHELL := /bin/bash
 # A real interpreter, not a pyenv shim (a shim put first on PATH re-enters itself).
@@ -18,13 +19,19 @@ export SAM_CLI_TELEMETRY := 0
 export PYTHONPATH := $(CURDIR)/layers/common:$(CURDIR)
 PORT ?= 3000
 
-.PHONY: check-python install install-sam install-scan scan load run send test test-unit test-fast lint format typecheck validate build deploy bench events clean admin soak
+.DEFAULT_GOAL := help
+.PHONY: help check-python install install-sam install-scan scan load run send test test-fast lint format validate build deploy bench events clean admin soak
+
+## help: this list
+help:
+	@sed -nE 's/^## ([a-z-]+): (.*)/\1\t\2/p' $(firstword $(MAKEFILE_LIST)) | sed 's/$$(PORT)/$(PORT)/' | expand -t 14
 
 # Installs go through uv (pinned, installed with pip into .venv first): it resolves and
 # installs the dev dependencies in seconds where pip takes a minute or two, which is
 # most of `make run`'s time on a fresh clone.
 UV_VERSION := 0.13.9
 UV := $(VENV)/bin/uv
+## check-python: fail early, with a hint, when no python3.13 is found
 check-python:
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (pyenv install 3.13, or set PYTHON313=...)"; exit 1; }
 
@@ -36,6 +43,7 @@ $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt | $(UV)
 	$(UV) pip install -q --compile-bytecode --python $(PY) -r requirements-dev.txt
 	touch $@
 
+## install: .venv with the dev dependencies (python3.13, through uv)
 install: $(VENV)/.installed
 
 $(SAM_VENV)/.installed: $(VENV)/.installed
@@ -43,6 +51,7 @@ $(SAM_VENV)/.installed: $(VENV)/.installed
 	$(UV) pip install -q --python $(SAM_VENV)/bin/python aws-sam-cli==1.170.0
 	touch $@
 
+## install-sam: .venv-sam with the SAM CLI
 install-sam: $(SAM_VENV)/.installed
 
 $(SCAN_VENV)/.installed: $(VENV)/.installed
@@ -50,6 +59,7 @@ $(SCAN_VENV)/.installed: $(VENV)/.installed
 	$(UV) pip install -q --python $(SCAN_VENV)/bin/python checkov==3.3.30
 	touch $@
 
+## install-scan: .venv-scan with checkov
 install-scan: $(SCAN_VENV)/.installed
 
 ## run: the whole flow on this machine (moto, HTTP API on :$(PORT), consumer); ARGS="--param X=1 ..." passes options
@@ -92,31 +102,34 @@ soak: install
 test-fast: install
 	$(PY) -m pytest -q tests/unit tests/integration
 
+## lint: ruff (lint and format check) and mypy
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
+## format: ruff format, then ruff's safe fixes
 format: install
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-## scan: security scan of template.yaml: cfn-lint, then checkov with no failed check
-## (every skipped check carries its reason in the template: Metadata.checkov.skip)
+## scan: checkov on template.yaml, no failed check allowed (skips and their reasons: .checkov.yaml)
+# Checks skipped for every resource of a kind are in .checkov.yaml, one resource's own
+# in the template (Metadata.checkov.skip); each with its reason.
 scan: install install-scan
-	$(VENV)/bin/cfn-lint template.yaml
-	$(CHECKOV) --file template.yaml --framework cloudformation --compact --quiet --skip-download
+	$(CHECKOV) --config-file .checkov.yaml
 
+## validate: sam validate --lint (cfn-lint, once per `make test`, SAM transform included)
 validate: install install-sam
-	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint
 
-## build: sam build, then compile the layer's bytecode (Lambda's /opt is read-only, so
-## without .pyc files every cold start recompiles every import)
+## build: sam build, then compile the layer's and functions' bytecode
+# Lambda's /opt is read-only: without .pyc files every cold start recompiles every import.
 build: install-sam
 	$(SAM) build
 	$(PYTHON313) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build/SharedLayer/python .aws-sam/build/*Function
 
+## deploy: sam deploy (CONFIG_ENV=dev|prod from samconfig.toml, else --guided)
 deploy: build
 	$(SAM) deploy $(if $(CONFIG_ENV),--config-env $(CONFIG_ENV),--guided)
 
@@ -124,8 +137,10 @@ deploy: build
 events: install
 	$(PY) -m devtools.sample_events --sign
 
+## bench: cold start, per-request cost, throughput, as ratios to a baseline; writes docs/benchmarks.md
 bench: install install-sam build
 	$(PY) -m devtools.bench
 
+## clean: remove the build output and the tools' caches
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

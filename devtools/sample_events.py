@@ -140,7 +140,6 @@ def env_json() -> dict[str, Any]:
         "POWERTOOLS_SERVICE_NAME": "maintainx-webhooks",
         "POWERTOOLS_METRICS_NAMESPACE": "MaintainXWebhooks",
         "POWERTOOLS_LOG_LEVEL": "INFO",
-        "STAGE": "local",
     }
     return {
         "IngestFunction": {

@@ -1,8 +1,9 @@
 """Template security: least privilege, encryption at rest, TLS, throttling, justified skips.
 
 Checked on the CloudFormation that SAM's transform produces (so the policies SAM
-generates count too). ``make scan`` runs cfn-lint and checkov on the same template;
-these tests pin the properties that matter here whatever the scanners' rule sets say.
+generates count too). ``make scan`` runs checkov on the same template (with
+.checkov.yaml: the checks skipped for every resource, each with its reason); these
+tests pin the properties that matter here whatever the scanners' rule sets say.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from samtranslator.yaml_helper import yaml_parse
 
 from devtools.local_template import translate
 from tests.conftest import ROOT
+
+CHECKOV_CONFIG = ROOT / ".checkov.yaml"
+MAKEFILE = ROOT / "Makefile"
 
 # Services whose resources hold the webhook data or its keys.
 DATA_SERVICES = ("dynamodb", "sqs", "sns", "secretsmanager", "kms", "s3", "events")
@@ -151,16 +156,46 @@ def test_no_function_url_or_public_resource_policy_exists(cfn):
                     assert statement.get("Principal") not in ("*", {"AWS": "*"}), name
 
 
-def test_every_checkov_skip_in_the_template_says_why(translated):
-    # Given the checkov skips written in the template (Metadata.checkov.skip)
-    skips = [
+def checkov_config_skips() -> dict[str, str]:
+    """``skip-check`` of .checkov.yaml: each check id -> the comment block right above it."""
+    text = CHECKOV_CONFIG.read_text()
+    reasons: dict[str, str] = {}
+    comment: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            comment.append(stripped.lstrip("#").strip())
+            continue
+        if stripped.startswith("- CKV_"):
+            reasons[stripped.removeprefix("- ").split()[0]] = " ".join(comment)
+        comment = []
+    assert sorted(reasons) == sorted(yaml_parse(text)["skip-check"]), "one '- CKV_...' line per skip-check entry"
+    return reasons
+
+
+def test_every_checkov_skip_says_why(translated):
+    # Given the checks skipped for every resource (.checkov.yaml) and for one resource
+    # (Metadata.checkov.skip in the template)
+    everywhere = checkov_config_skips()
+    inline = [
         (name, skip)
         for name, resource in translated.sam["Resources"].items()
         for skip in ((resource.get("Metadata") or {}).get("checkov") or {}).get("skip", [])
     ]
-    assert skips
+    assert everywhere
 
-    # Then each names a check and carries a reason a reviewer can weigh
-    for name, skip in skips:
+    # Then each names a check and carries a reason a reviewer can weigh: in the config,
+    # the comment above the entry starts with the check's id
+    for check, reason in everywhere.items():
+        assert check.startswith("CKV_") and reason.startswith(check), (check, reason[:40])
+        assert len(reason.split()) >= 12, check
+    for name, skip in inline:
         assert str(skip.get("id", "")).startswith("CKV_"), name
         assert len(str(skip.get("comment", "")).split()) >= 12, (name, skip.get("id"))
+        # and a check skipped everywhere is not skipped again on one resource
+        assert skip["id"] not in everywhere, (name, skip["id"])
+
+
+def test_make_scan_runs_checkov_with_the_config_file():
+    scan = MAKEFILE.read_text().split("\nscan:", 1)[1].split("\n\n", 1)[0]
+    assert "--config-file .checkov.yaml" in scan, scan
