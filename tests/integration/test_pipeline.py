@@ -293,10 +293,10 @@ def test_a_failed_record_backs_off_exponentially_by_receive_count(consumer, regi
         )
         consumer.process_batch({"Records": [record]}, LambdaContext())
 
-    assert seen == [10, 20]  # base 10 s, doubled, no jitter in this config
+    assert seen == [30, 60]  # base 30 s, doubled, no jitter in this config
 
 
-def test_the_last_allowed_attempt_publishes_an_alert(consumer, registry, stack, store):
+def test_the_last_allowed_attempt_parks_the_event_and_publishes_an_alert(consumer, registry, stack, store):
     registry.on("workorder.created")(lambda event: (_ for _ in ()).throw(ConnectionError("Slack is down")))
     body = samples.encode(samples.generic_payload("workorder.created", event_id="evt_alert")).decode()
 
@@ -307,7 +307,10 @@ def test_the_last_allowed_attempt_publishes_an_alert(consumer, registry, stack, 
         {"Records": [sqs_record(body, event_id="evt_alert", receive_count=3)]}, LambdaContext()
     )
 
-    assert len(result["batchItemFailures"]) == 1  # the queue's redrive parks it
+    # the consumer parks it itself: in the DLQ with its reason, acknowledged, alerted
+    assert result == {"batchItemFailures": []}
+    (parked,) = receive_all(stack.dlq_url)
+    assert "out of retries after 3 attempts" in parked["MessageAttributes"]["parkedReason"]["StringValue"]
     (alert,) = receive_all(stack.alerts_queue_url)
     message = json.loads(alert["Body"])
     assert message["eventId"] == "evt_alert"
@@ -381,14 +384,18 @@ def _succeeded():
     return HandlerResult(status="SUCCEEDED", duration_ms=1)
 
 
-def test_a_held_event_runs_on_its_last_allowed_receive_instead_of_being_parked_untried(consumer, registry, store):
+def test_a_held_event_runs_on_its_last_allowed_receive_instead_of_being_parked_untried(
+    consumer, registry, store, stack
+):
     seen, first, later = _two_transitions(registry, 9)
     records = [sqs_record(json.dumps(first), receive_count=3), sqs_record(json.dumps(later), receive_count=3)]
 
     result = consumer.process_batch({"Records": records}, LambdaContext())
 
-    assert {f["itemIdentifier"] for f in result["batchItemFailures"]} == {records[0]["messageId"]}
+    # the first fails its last attempt and is parked; the held one ran anyway, out of order
+    assert result == {"batchItemFailures": []}
     assert seen == ["DONE"]
+    assert len(receive_all(stack.dlq_url)) == 1
 
 
 def _count_dynamodb_calls(store) -> list[str]:

@@ -440,10 +440,11 @@ def test_with_the_alert_topic_unavailable_the_last_failure_is_still_recorded_and
     # When the consumer processes it
     result = consumer.process_batch({"Records": [record]}, LambdaContext())
 
-    # Then the publish was tried and failed, yet the record is still handed back for the
-    # queue's redrive, and the event log holds the failure, parked, with its reason
+    # Then the publish was tried and failed, yet the message is parked in the DLQ (the DLQ's
+    # own alarm still fires) and the event log holds the failure, parked, with its reason
     assert faults.injected["Publish"] >= 1
-    assert result == {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+    assert result == {"batchItemFailures": []}
+    assert len(receive_all(stack.dlq_url)) == 1
     item = store.get("evt_no_alert")
     assert item["status"] == "FAILED" and item["parked"] is True
     assert "Slack is down" in item["lastError"]

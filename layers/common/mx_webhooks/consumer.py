@@ -56,7 +56,10 @@ from mx_webhooks.store import (
 )
 
 MAX_VISIBILITY_SECONDS = 43_200  # SQS limit: 12 hours
-BUSY_MARGIN_SECONDS = 5  # a "busy" record comes back this long after the holder's lease ends
+NO_RETRY_CAN_FIX = "parked in the DLQ: no retry can fix it"
+OUT_OF_RETRIES = "failed its last allowed attempt; parked in the DLQ"
+BUSY_MARGIN_SECONDS = 5  # a "busy" record comes back at most this long after the holder's lease ends
+BUSY_RECHECK_SECONDS = 10  # ...and no later than this: the holder has most likely finished by then
 
 
 class ConsumerConfig(BaseModel):
@@ -66,8 +69,14 @@ class ConsumerConfig(BaseModel):
     queue_url: str = Field(alias="QUEUE_URL")
     dlq_url: str = Field(alias="DLQ_URL")
     alert_topic_arn: str = Field(default="", alias="ALERT_TOPIC_ARN")
-    max_receive_count: int = Field(default=5, ge=1, le=1000, alias="MAX_RECEIVE_COUNT")
-    backoff_base_seconds: float = Field(default=10, ge=0, alias="BACKOFF_BASE_SECONDS")
+    # The queue's redrive count: only a backstop for a consumer that crashes; the consumer
+    # itself parks an event when its retry schedule (``retry_attempts``) is used up.
+    max_receive_count: int = Field(default=140, ge=1, le=1000, alias="MAX_RECEIVE_COUNT")
+    # Attempts before parking. With base 30 s and cap 900 s: 30, 60, ... 480 s, then every
+    # 15 minutes, so 125 attempts ride out a downstream outage of at least 24 h even with
+    # the most jitter (the brief's own profile: 5 attempts, base 1 s, no jitter).
+    retry_attempts: int = Field(default=125, ge=1, le=1000, alias="RETRY_ATTEMPTS")
+    backoff_base_seconds: float = Field(default=30, ge=0, alias="BACKOFF_BASE_SECONDS")
     backoff_cap_seconds: float = Field(default=900, ge=0, le=MAX_VISIBILITY_SECONDS, alias="BACKOFF_CAP_SECONDS")
     backoff_jitter: float = Field(default=0.2, ge=0, le=1, alias="BACKOFF_JITTER")
     # How long a claim is held before another invocation may take it over: above the
@@ -79,6 +88,11 @@ class ConsumerConfig(BaseModel):
     handler_modules: str = Field(default=DEFAULT_MODULES, alias="HANDLER_MODULES")
 
     model_config = {"populate_by_name": True, "extra": "ignore"}
+
+    @property
+    def last_attempt(self) -> int:
+        """The receive on which a still-failing event is parked by the consumer."""
+        return min(self.retry_attempts, self.max_receive_count)
 
 
 def client_config(config: ConsumerConfig) -> Any:
@@ -250,7 +264,7 @@ class Consumer:
             # Held back behind a failed event of the same entity, unless this is its last
             # allowed receive: then it runs anyway, out of order, rather than being parked
             # in the DLQ without ever having been tried or recorded.
-            if blocked_by is not None and item.receive_count < self.config.max_receive_count:
+            if blocked_by is not None and item.receive_count < self.config.last_attempt:
                 event = item.event
                 assert event is not None  # invalid items are never grouped with others
                 outcomes.append(
@@ -328,8 +342,12 @@ class Consumer:
         if permanent:
             held.finish(status=FAILED, error=error, parked=True)
             return self._send_to_dlq(item, event.event_id, event.type, error)
-        held.finish(status=FAILED, error=error, parked=item.receive_count >= self.config.max_receive_count)
+        last = item.receive_count >= self.config.last_attempt
+        held.finish(status=FAILED, error=error, parked=last)
         emit("EventFailed", eventType=metric_type)
+        if last:  # the retry schedule is used up: park it now, with the record and an alert
+            reason = f"out of retries after {item.receive_count} attempts: {error}"
+            return self._send_to_dlq(item, event.event_id, event.type, reason, headline=OUT_OF_RETRIES)
         return Outcome(item.message_id, event.event_id, event.type, Result.FAILED, error)
 
     def _run_pending(
@@ -356,11 +374,13 @@ class Consumer:
             emit("EventDuplicate", eventType=metric_type)
             return Outcome(item.message_id, event.event_id, event.type, Result.DUPLICATE)
         if kind == ClaimKind.BUSY:
-            # Not finished: back to the queue, visible again just after the holder's lease.
+            # Not finished: back to the queue. Visible again soon (a holder usually finishes
+            # within seconds: the copy is then a duplicate), and never later than just after
+            # the holder's lease, when it may take a dead holder's claim over.
             outcome = Outcome(
                 item.message_id, event.event_id, event.type, Result.BUSY, "another worker holds the event"
             )
-            outcome.not_before = int(lease_left) + BUSY_MARGIN_SECONDS
+            outcome.not_before = min(int(lease_left) + BUSY_MARGIN_SECONDS, BUSY_RECHECK_SECONDS)
             return outcome
         # "conflict": the id is taken by a different payload. Recorded and parked under
         # the delivery's own key; the event that owns the id is not touched.
@@ -444,7 +464,9 @@ class Consumer:
             )
         return self._send_to_dlq(item, key, event_type, reason)
 
-    def _send_to_dlq(self, item: _Item, event_id: str, event_type: str, reason: str) -> Outcome:
+    def _send_to_dlq(
+        self, item: _Item, event_id: str, event_type: str, reason: str, *, headline: str = NO_RETRY_CAN_FIX
+    ) -> Outcome:
         """Park a permanent failure in the DLQ now; if that fails, let SQS retry it."""
         try:
             self.queues.park(
@@ -464,7 +486,7 @@ class Consumer:
         publish_alert(
             self.sns,
             self.config.alert_topic_arn,
-            "parked in the DLQ: no retry can fix it",
+            headline,
             event_id=event_id,
             event_type=event_type,
             error=reason,
@@ -472,13 +494,19 @@ class Consumer:
         return Outcome(item.message_id, event_id, event_type, Result.PARKED, reason)
 
     def _after_failure(self, item: _Item, outcome: Outcome) -> None:
-        """Back off this record's next try; alert when it was the last one allowed."""
+        """Back off this record's next try.
+
+        A record still failing at the queue's ``maxReceiveCount`` (the backstop: the
+        consumer could not even record it, e.g. DynamoDB down) is alerted here and left
+        for the queue's redrive to park."""
         receive_count = item.receive_count
         if receive_count >= self.config.max_receive_count and outcome.result == Result.FAILED:
             self._alert(outcome, receive_count)
             # Visible again now, so the queue's redrive moves it to the DLQ at the next receive;
             # left alone it would sit invisible for the rest of the queue's visibility timeout.
             delay = 0
+        elif outcome.result == Result.BUSY:
+            delay = outcome.not_before  # not a failure: no backoff, just after the holder
         else:
             delay = backoff_seconds(
                 receive_count,
@@ -499,7 +527,7 @@ class Consumer:
         publish_alert(
             self.sns,
             self.config.alert_topic_arn,
-            "failed its last allowed attempt; parked in the DLQ",
+            "failed the queue's last allowed receive; the queue parks it in the DLQ",
             event_id=outcome.event_id,
             event_type=outcome.event_type,
             error=outcome.error,
