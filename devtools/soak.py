@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = steps = failed = 0
         schedules: set[str] = set()
         interleavings: set[str] = set()
+        pairs: set[tuple[str, str, str, str]] = set()
         tolerated: Counter[str] = Counter()
         outcomes: Counter[str] = Counter()
         reruns = 0
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             steps += result.steps
             schedules.add(result.schedule_hash)
             interleavings.add(result.interleaving_hash)
+            pairs |= result.pairs
             tolerated.update(result.tolerated)
             outcomes.update(result.outcomes)
             reruns += result.reruns
@@ -112,10 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             now = time.monotonic()
             if now - last_report >= args.every:
                 last_report = now
-                _progress(runs, steps, now - started, schedules, interleavings, failed)
+                _progress(runs, steps, now - started, schedules, interleavings, pairs, failed)
         elapsed = time.monotonic() - started
         print()
-        _progress(runs, steps, elapsed, schedules, interleavings, failed)
+        _progress(runs, steps, elapsed, schedules, interleavings, pairs, failed)
         print(f"handler reruns in the at-least-once window (a success that never reached the table): {reruns}")
         ends = {k: v for k, v in sorted(outcomes.items()) if k.startswith("end ")}
         print("events at the end of their runs:", ", ".join(f"{k[4:]} {v}" for k, v in ends.items()) or "none")
@@ -123,11 +125,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
 
 
-def _progress(runs: int, steps: int, elapsed: float, schedules: set[str], interleavings: set[str], failed: int) -> None:
+def _progress(
+    runs: int,
+    steps: int,
+    elapsed: float,
+    schedules: set[str],
+    interleavings: set[str],
+    pairs: set[tuple[str, str, str, str]],
+    failed: int,
+) -> None:
     rate = steps / elapsed if elapsed else 0.0
     print(
-        f"{elapsed:7.0f} s  runs {runs}  steps {steps}  {rate:.0f} steps/s  "
-        f"schedules {len(schedules)}  interleavings {len(interleavings)}  failed {failed}",
+        f"{elapsed:7.0f} s  runs {runs}  steps {steps}  {rate:.0f} steps/s  distinct schedules {len(schedules)}  "
+        f"interleavings {len(interleavings)} (call pairs across workers {len(pairs)})  failed {failed}",
         flush=True,
     )
 

@@ -33,8 +33,8 @@ How it is built (``tests/sim``):
   the 400 KB item limit and left a failed update half applied. Any write that fails but
   changes the item is reported as a stand-in artefact.
 - **SQS and SNS are in memory** (``tests/sim/aws.py``): visibility timeouts, receive
-  counts, the redrive to the DLQ on the receive after ``maxReceiveCount`` (3 here, 5
-  deployed), at-least-once delivery (``redeliver`` hands an in-flight message to a
+  counts, the redrive to the DLQ on the receive after ``maxReceiveCount`` (5 here; the
+  consumer gives up after 3 attempts where it has that setting), at-least-once delivery (``redeliver`` hands an in-flight message to a
   second invocation), 256 KiB limits with SQS's error codes; SNS captures alerts and
   refuses messages over 256 KiB. Lambda's event source mapping is played by the world:
   it polls, invokes ``Consumer.process_batch`` with records shaped as Lambda passes them
@@ -57,8 +57,9 @@ The invariants, checked where things happen:
    event's live claim, the handler's success is not recorded yet, and the payload is
    the event's own. At each attempt's last write (finish or release): every handler the
    attempt completed is recorded. At the end (``settle``: faults off, every actor run to
-   its end, an operator's failed command repeated, the queue drained, the clock moved
-   past the stalled-claim threshold and the sweep run), every accepted delivery's event
+   its end, an admin command that failed or timed out repeated by the operator once the
+   event counts as stranded, the queue drained, the clock moved past the stalled-claim
+   threshold and the sweep run), every accepted delivery's event
    is COMPLETED with each handler run (IGNORED when it has none), or FAILED and parked
    (or in the DLQ) with an alert naming it. A rerun is allowed only in the window no
    design closes: the earlier run's success never reached the table because its

@@ -62,6 +62,7 @@ class RunResult:
     schedule: list[tuple[Any, ...]]
     schedule_hash: str
     interleaving_hash: str
+    pairs: set[tuple[str, str, str, str]] = field(default_factory=set)
     tolerated: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     reruns: int = 0
@@ -95,12 +96,19 @@ def run(seed: int, steps: int = 80, *, tolerate: tuple[KnownBug, ...] = KNOWN_BU
         schedule=list(world.log),
         schedule_hash=_digest(world.log),
         interleaving_hash=_digest(world.trace),
+        pairs=interleaving_pairs(world.trace),
         tolerated=world.tolerated,
         outcomes=world.stats.outcomes,
         reruns=world.stats.reruns,
         seconds=time.perf_counter() - started,
         error=error,
     )
+
+
+def interleaving_pairs(trace: list[tuple[str, str, str]]) -> set[tuple[str, str, str, str]]:
+    """Each (call, call) of two different actors resumed one right after the other: how many
+    distinct ones a soak has seen says how much of the interleaving space it has covered."""
+    return {(a[0], a[1], b[0], b[1]) for a, b in zip(trace, trace[1:], strict=False) if a[2] != b[2]}
 
 
 def _digest(items: list[Any]) -> str:

@@ -262,7 +262,7 @@ class World:
         self.faults = faults
         self.violations: list[str] = []
         self.log: list[tuple[Any, ...]] = []
-        self.trace: list[tuple[str, str]] = []  # (actor kind, the call it was resumed at): the interleaving
+        self.trace: list[tuple[str, str, str]] = []  # (actor kind, the call it was resumed at, actor): the interleaving
         self.stats = Stats()
         self.sent: list[Sent] = []
         self.deleted_ids: set[str] = set()
@@ -725,7 +725,7 @@ class World:
         if fault == KILL:
             self.op_kill(index)
             return
-        self.trace.append((actor.kind, actor.pending.split(" ")[0]))
+        self.trace.append((actor.kind, actor.pending.split(" ")[0], actor.name))
         if fault:
             self.stats.faults[f"{actor.pending.split(' ')[0]} {FAULT_NAMES[fault]}"] += 1
         self.scheduler.step(actor, fault)
@@ -737,7 +737,7 @@ class World:
         actor = self._actor(index)
         if actor is None:
             return
-        self.trace.append((actor.kind, "kill"))
+        self.trace.append((actor.kind, "kill", actor.name))
         self.stats.kills += 1
         self.scheduler.kill(actor)
         self._finished(actor)
