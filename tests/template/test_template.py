@@ -89,7 +89,7 @@ def test_the_queue_redrives_to_the_dlq_after_max_receive_count(moto_stack):
 
     redrive = json.loads(attributes["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"] == dlq_arn
-    assert int(redrive["maxReceiveCount"]) == 5  # the MaxReceiveCount parameter's default
+    assert int(redrive["maxReceiveCount"]) == 140  # the MaxReceiveCount parameter's default: above RetryAttempts
 
 
 def test_the_queue_visibility_is_at_least_six_times_the_consumer_timeout(cfn):
