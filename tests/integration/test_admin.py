@@ -336,6 +336,25 @@ def test_peek_leaves_messages_and_redrive_moves_every_one_back_and_each_is_proce
     consumer.process_batch({"Records": records})
     assert sorted(calls) == [11, 12, 13]
     assert {admin.get_event(i)["status"] for i in ids} == {COMPLETED}
+    assert not [i for i in ids if "parked" in admin.get_event(i)]  # completed: no longer parked
+
+
+def test_peek_says_why_and_when_for_a_message_the_queue_itself_parked(admin, store, stack):
+    # Given an event that failed, and its message moved to the DLQ by the queue's redrive
+    # (no parkedReason attribute: the consumer did not park it)
+    claim = store.claim({"eventId": "evt_queue_parked", "eventType": "asset.updated"})
+    store.finish("evt_queue_parked", claim.token, status="FAILED", results={}, error="Slack: 503")
+    boto3.client("sqs", region_name=REGION).send_message(
+        QueueUrl=stack.dlq_url,
+        MessageBody='{"id": "evt_queue_parked", "type": "asset.updated"}',
+        MessageAttributes={"eventId": {"DataType": "String", "StringValue": "evt_queue_parked"}},
+    )
+
+    (message,) = admin.peek_dlq()["messages"]
+
+    assert message["parkedBy"] == "queue"
+    assert "maxReceiveCount" in message["parkedReason"] and "Slack: 503" in message["parkedReason"]
+    assert message["parkedAt"] == store.get("evt_queue_parked")["finishedAt"]
 
 
 def test_redrive_is_bounded_by_max(admin, stack):

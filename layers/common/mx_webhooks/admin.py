@@ -529,8 +529,24 @@ class Admin:
     def peek_dlq(self, max_messages: int | str | None = None) -> dict[str, Any]:
         """Up to ``max_messages`` parked messages, left in the DLQ (made visible again at once)."""
         most = parse_int(max_messages, "max", default=10, low=1, high=MAX_PEEK)
-        messages = self.queues.peek(most)
+        messages = [self._why_parked(message) for message in self.queues.peek(most)]
         return {"approximateDepth": self.queues.dlq_depth(), "messages": messages}
+
+    def _why_parked(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Why and when a DLQ message was parked.
+
+        The consumer parks with a ``parkedReason`` attribute, and its send is the parking
+        time. A message the queue itself moved (after ``maxReceiveCount`` receives) has
+        neither, and keeps its first send time: its event record says why and when.
+        """
+        if message.get("parkedReason"):
+            return {**message, "parkedAt": message.get("sentAt"), "parkedBy": "consumer"}
+        item = self.store.get(str(message["eventId"])) if message.get("eventId") else None
+        reason = "the queue moved it after its maxReceiveCount receives"
+        if item and item.get("lastError"):
+            reason += f"; last error: {str(item['lastError'])[:500]}"
+        parked_at = (item or {}).get("finishedAt") or (item or {}).get("updatedAt")
+        return {**message, "parkedReason": reason, "parkedAt": parked_at, "parkedBy": "queue"}
 
     def redrive_dlq(self, *, max_messages: int | str | None = None, deadline: float | None = None) -> dict[str, Any]:
         """Move parked messages back to the events queue; report how many moved.

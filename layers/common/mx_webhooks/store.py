@@ -264,8 +264,8 @@ class EventStore:
             "finishedAt": _iso(now),
             "lastError": error[:2000] if error else None,
         }
-        if parked:
-            extra["parked"] = True
+        # None removes it: an event completed by a redrive or a retry is no longer parked
+        extra["parked"] = True if parked else None
         self._update_owned(event_id, token, results, extra_sets=extra, now=now, release=True)
 
     def release(self, event_id: str, token: str, *, results: dict[str, HandlerResult], error: str) -> None:
