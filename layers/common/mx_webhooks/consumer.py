@@ -490,6 +490,8 @@ class Consumer:
             event_id=event_id,
             event_type=event_type,
             error=reason,
+            receiveCount=item.receive_count,
+            retryAttempts=self.config.last_attempt,
         )
         return Outcome(item.message_id, event_id, event_type, Result.PARKED, reason)
 
