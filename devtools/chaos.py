@@ -177,6 +177,7 @@ class Chaos:
             "fault": "dynamodb-lost-reply",
             "operation": operation,
             "event_id": _event_id(body),
+            "condition": _condition(body),
             "status": response.status,
             "applied": response.status < 300,
             "error": error_type or None,
@@ -270,6 +271,14 @@ def _event_id(body: bytes) -> str | None:
         value = key.get("eventId") or next(iter(key.values()))
         return str(next(iter(value.values())))
     except (ValueError, KeyError, TypeError, AttributeError, StopIteration):
+        return None
+
+
+def _condition(body: bytes) -> str | None:
+    """The write's condition (which of the caller's writes it was: a claim, a finish...)."""
+    try:
+        return str(json.loads(body).get("ConditionExpression") or "")[:300] or None
+    except (ValueError, AttributeError):
         return None
 
 
