@@ -373,8 +373,14 @@ class Admin:
         shown = {k: plain(v) for k, v in item.items() if k not in _INTERNAL}
         if "ttl" in shown:
             shown["expiresAt"] = _iso_now(float(shown.pop("ttl")))
-        if "leaseUntil" in shown:
-            shown["leaseUntil"] = _iso_now(float(shown["leaseUntil"]))
+        if "leaseUntil" in shown:  # a lease means something only while the event is being processed
+            if shown.get("status") == IN_PROGRESS:
+                shown["leaseUntil"] = _iso_now(float(shown["leaseUntil"]))
+            else:
+                del shown["leaseUntil"]
+        received = shown.get("receivedAt")
+        if isinstance(received, str) and received.replace(".", "", 1).isdigit():  # records from before ISO
+            shown["receivedAt"] = _iso_now(float(received))
         payload = shown.get("payload")
         if isinstance(payload, str):
             with contextlib.suppress(ValueError):  # unparseable: show the raw text it was parked for

@@ -52,6 +52,7 @@ from mx_webhooks.store import (
     HandlerResult,
     HandlerStatus,
     LeaseLost,
+    iso,
     new_token,
 )
 
@@ -541,7 +542,7 @@ class Consumer:
     def _meta(item: _Item, event: WebhookEvent) -> dict[str, Any]:
         # When ingest queued it: SQS's own SentTimestamp (ms), so ingest sends no extra attribute.
         sent = str((item.record.get("attributes") or {}).get("SentTimestamp") or "")
-        received = f"{int(sent) / 1000:.3f}" if sent.isdigit() else None
+        received = iso(int(sent) / 1000) if sent.isdigit() else None
         return {
             "eventId": event.event_id,
             "eventType": event.type,
@@ -550,7 +551,7 @@ class Consumer:
             "format": event.format,
             "sourceEventType": event.source_event_type,
             "entityKey": event.entity_key,
-            "occurredAt": event.occurred_at.isoformat() if event.occurred_at else None,
+            "occurredAt": iso(event.occurred_at.timestamp()) if event.occurred_at else None,
             "receivedAt": received,
             "payload": item.record.get("body"),
             "payloadSha": normalize.payload_digest(event.payload),

@@ -76,6 +76,11 @@ _ser = TypeSerializer()
 _deser = TypeDeserializer()
 
 
+def iso(ts: float) -> str:
+    """Epoch seconds as the ISO 8601 UTC text every time in the event record uses."""
+    return _iso(ts)
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -200,8 +205,12 @@ class EventStore:
             names[f"#m{index}"] = key
             values[f":m{index}"] = value
             sets.append(f"#m{index} = if_not_exists(#m{index}, :m{index})")
-        if ignored:
+        removes = ""
+        if ignored:  # final at once: no lease to hold
+            sets.remove("leaseUntil = :lease")
+            del values[":lease"]
             sets.append("finishedAt = :now_iso")
+            removes = " REMOVE leaseUntil"
         if meta.get("payloadSha"):
             same_payload = "(attribute_not_exists(payloadSha) OR payloadSha = :sha)"
             values[":sha"] = meta["payloadSha"]
@@ -211,7 +220,7 @@ class EventStore:
             result = self.client.update_item(
                 TableName=self.table,
                 Key={"eventId": {"S": meta["eventId"]}},
-                UpdateExpression="SET " + ", ".join(sets),
+                UpdateExpression="SET " + ", ".join(sets) + removes,
                 ConditionExpression=(
                     "attribute_not_exists(eventId) OR ("
                     + same_payload
