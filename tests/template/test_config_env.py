@@ -70,3 +70,15 @@ def test_every_variable_a_function_is_given_is_read_by_its_config(function):
 def test_every_variable_a_config_reads_is_set_by_the_template_or_a_code_default_on_purpose(function):
     given = _environment(load_template(), function)
     assert READS[function] - given == set(CODE_DEFAULTS[function])
+
+
+def test_every_listed_column_is_projected_by_every_listing_index():
+    from mx_webhooks.store import LIST_INDEXES, LISTED
+
+    table = load_template()["Resources"]["EventsTable"]["Properties"]
+    for index in table["GlobalSecondaryIndexes"]:
+        if index["IndexName"] not in LIST_INDEXES:
+            continue
+        keys = {k["AttributeName"] for k in index["KeySchema"]} | {"eventId"}  # the table key is always projected
+        projected = keys | set(index["Projection"].get("NonKeyAttributes", []))
+        assert set(LISTED) - projected == set(), index["IndexName"]

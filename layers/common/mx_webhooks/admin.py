@@ -53,6 +53,7 @@ from mx_webhooks.store import (
     FAILED,
     IGNORED,
     IN_PROGRESS,
+    LISTED,
     QUEUED,
     STATUSES,
     EventStore,
@@ -69,19 +70,6 @@ DEFAULT_REDRIVE = 1000
 MAX_REDRIVE = 10_000
 STRANDED_AFTER_SECONDS = 900  # a QUEUED event this old has lost its message (its send failed)
 TTL_LAG_DAYS = 2  # DynamoDB deletes expired items within about 48 hours
-LISTED = (
-    "eventId",
-    "status",
-    "eventType",
-    "source",
-    "attempts",
-    "firstSeenAt",
-    "updatedAt",
-    "occurredAt",
-    "entityKey",
-    "lastError",
-    "parked",
-)
 _INTERNAL = {"claimToken", "listDay", "retryToken", "payloadSha"}
 _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

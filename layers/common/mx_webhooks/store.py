@@ -72,6 +72,24 @@ IGNORED = Status.IGNORED
 QUEUED = Status.QUEUED
 STATUSES = tuple(Status)
 
+# The listing indexes (template.yaml, EventsTable): ByDay (listDay / firstSeenAt) for recent
+# events, ByStatus (status / firstSeenAt) for events by state. A listing shows these
+# columns, so both indexes project them (tests/template ties this list to the projections).
+LIST_INDEXES = ("ByDay", "ByStatus")
+LISTED = (
+    "eventId",
+    "status",
+    "eventType",
+    "source",
+    "attempts",
+    "firstSeenAt",
+    "updatedAt",
+    "occurredAt",
+    "entityKey",
+    "lastError",
+    "parked",
+)
+
 _ser = TypeSerializer()
 _deser = TypeDeserializer()
 
