@@ -8,16 +8,26 @@ meets by itself:
     A share ``P`` of the functions' DynamoDB ``UpdateItem`` / ``PutItem`` requests is
     sent to moto for real (so it is **applied**, or refused by its condition), and then
     the reply is lost: the SDK sees a dropped connection (``ConnectionClosedError``) or
-    a ``500 InternalServerError``, alternately at random, and its retry policy sends the
-    identical request again. DynamoDB documents exactly this: a 500 "may or may not" have
-    been applied, and the SDK retries it. The second request then meets the state the
-    first one left (a claim whose token is already ours, a finish already written).
+    a ``500 InternalServerError`` (each half the time, at random), and its retry policy
+    sends the identical request again. DynamoDB documents that a request answered with
+    a 500 may have been applied, and the SDKs retry it. The second request then meets
+    the state the first one left (a claim whose token is already ours, a finish
+    already written).
 ``sqs-duplicates=P``
     A share ``P`` of the messages the SQS event source receives is made visible again
     at once (``ChangeMessageVisibility`` 0, right after the receive), so the next
     receive hands the same message to another invocation, usually while the first one
     still runs: SQS's at-least-once delivery. Done in ``devtools.local_sqs``
     (``SqsEventSource(redelivery=...)``); this module decides which and counts them.
+
+With either fault, two invocations routinely write the same item at the same moment
+(a claim and its duplicate's claim, a lost reply's retry and a concurrent copy).
+DynamoDB evaluates a condition and applies the write as one atomic step; moto's
+backend does not lock, so two concurrent claims could both pass
+``attribute_not_exists`` there, and a handler would run twice because of the
+stand-in, not of our code. :func:`atomic_item_writes` serialises moto's item writes
+(the local stack applies it whenever it runs, as ``tests/conftest.py``'s
+``atomic_dynamodb`` does for the in-process tests).
 
 Every injected fault is logged (logger ``devtools.chaos``, WARNING, with the event id)
 and counted; the counts and the faults themselves are written to a JSON report
@@ -26,25 +36,28 @@ so a test reads them while the stack runs.
 
 Why hand-written rather than a library: what is needed is "apply, then lose the
 reply", for one service's write operations, inside botocore's own retry loop.
-``botocore.stub.Stubber`` and moto replace the service (nothing is applied by the
-real stand-in), toxiproxy-style proxies drop bytes at the TCP level without knowing
-which request is a write or whether it was applied (and moto speaks plain HTTP on
-a port the functions reach through ``AWS_ENDPOINT_URL``, with no proxy in between),
-and the fault-injection libraries we know of (chaos-lambda layers, AWS FIS) act on
-real AWS. A ``before-send`` handler is botocore's documented hook for answering a
-request instead of the HTTP layer: ~100 lines here, no new dependency, and the
-retry that follows is botocore's own.
+``botocore.stub.Stubber`` answers instead of the service, so nothing is applied;
+moto has no lost-reply fault; a TCP-level proxy (toxiproxy and the like) can cut
+connections but knows neither which request is a write nor whether moto applied
+it, and would need a proxy between the functions and moto that the local stack
+does not have; fault-injection services (AWS FIS, chaos Lambda layers) act on real
+AWS. botocore's ``before-send`` event is its hook for answering a request in place
+of the HTTP layer, so a handler there can send the request itself, drop the reply
+and let botocore's own retry policy (the one the functions configure) do the rest:
+a hundred-odd lines, no new dependency.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -261,6 +274,37 @@ class Chaos:
     def write_report(self) -> None:
         with self._lock:
             self._write()
+
+
+@contextmanager
+def atomic_item_writes() -> Iterator[None]:
+    """Make moto's DynamoDB item writes atomic, as DynamoDB's are, while the block runs.
+
+    One re-entrant lock around moto's write methods (``transact_write_items`` calls
+    the others): a condition and its write are one step, as on DynamoDB. moto serves
+    one process on the GIL anyway, so this costs no throughput worth measuring.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    names = ("put_item", "update_item", "delete_item", "transact_write_items")
+    originals = {name: DynamoDBBackend.__dict__[name] for name in names}
+
+    def locked(original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def write(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return original(*args, **kwargs)
+
+        return write
+
+    for name, original in originals.items():
+        setattr(DynamoDBBackend, name, locked(original))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, original)
 
 
 def _event_id(body: bytes) -> str | None:

@@ -90,7 +90,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from devtools.chaos import Chaos, ChaosSpec
+from devtools.chaos import Chaos, ChaosSpec, atomic_item_writes
 from devtools.local_http import Exchange, HttpFront, Route, Throttle
 from devtools.local_lambda import LocalFunction, stack_environment
 from devtools.local_sqs import Delivery, SqsEventSource
@@ -250,6 +250,7 @@ class LocalStack:
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
         self._moto.start()
         self._exit.callback(self._moto.stop)
+        self._exit.enter_context(atomic_item_writes())  # a condition and its write are one step, as on DynamoDB
         # moto's state is global to the process: start from nothing, leave nothing behind.
         # (So one in-process LocalStack at a time; LocalStackProcess runs any number.)
         self._reset_moto()

@@ -8,6 +8,7 @@ invocation while the first still runs; both are counted and reported.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import urllib.request
@@ -19,6 +20,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError
 
+from devtools import chaos as devtools_chaos
 from devtools.chaos import Chaos, ChaosSpec, read_report
 from devtools.local_sqs import SqsEventSource
 
@@ -207,3 +209,52 @@ def test_a_duplicate_delivery_reaches_a_second_invocation_while_the_first_runs(e
     assert report["faults"][0]["event_id"] == "event-1"
     assert source.redelivered == 1
     assert json.loads((tmp_path / "chaos.json").read_text())["spec"].startswith("dynamodb-lost-replies=0.0")
+
+
+def test_atomic_item_writes_let_one_of_many_concurrent_conditional_claims_win(table, endpoint):
+    """Without the lock moto lets several win (up to 11 of 16 here, in every trial) once
+    the interpreter switches threads often and the write is as long as the consumer's claim."""
+    clients = [client("dynamodb", endpoint, attempts=1) for _ in range(16)]
+    sets = ", ".join(f"#a{i} = if_not_exists(#a{i}, :v)" for i in range(30))
+
+    def trial(key: str) -> list[int]:
+        start = threading.Barrier(len(clients))
+        won: list[int] = []
+
+        def claim(n: int) -> None:
+            start.wait()
+            try:
+                clients[n].update_item(
+                    TableName="t",
+                    Key={"pk": {"S": key}},
+                    UpdateExpression="SET claimToken = :t, " + sets,
+                    ConditionExpression="attribute_not_exists(pk)",
+                    ExpressionAttributeNames={f"#a{i}": f"a{i}" for i in range(30)},
+                    ExpressionAttributeValues={":t": {"S": str(n)}, ":v": {"S": "x" * 100}},
+                )
+            except ClientError:
+                return
+            won.append(n)
+
+        threads = [threading.Thread(target=claim, args=(n,)) for n in range(len(clients))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        return won
+
+    # Given 16 clients claiming the same new item at once, threads switching every 10 µs
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        # When moto's item writes are made atomic, as the local stack makes them
+        with devtools_chaos.atomic_item_writes():
+            winners = {f"event-{k}": trial(f"event-{k}") for k in range(5)}
+    finally:
+        sys.setswitchinterval(interval)
+
+    # Then in every trial exactly one claim passed its condition, and the item holds its token
+    assert {key: len(won) for key, won in winners.items()} == {key: 1 for key in winners}
+    for key, won in winners.items():
+        item = table.get_item(TableName="t", Key={"pk": {"S": key}})["Item"]
+        assert item["claimToken"] == {"S": str(won[0])}
