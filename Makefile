@@ -90,9 +90,10 @@ aws: install
 test: install install-sam lint validate scan build
 	$(PY) -m pytest -q
 
-## load: the load test at full size on the local stack (CI runs it at 500 within `make test`, clean and lossy);
-## LOSSY=1: the lossy variant (2% of DynamoDB writes applied with their reply lost, 5% duplicate SQS
-## deliveries; CHAOS=dynamodb-lost-replies=...,sqs-duplicates=... and SEED=... to change them)
+## load: the load test at full size on the local stack (LOSSY=1: with lost DynamoDB replies and duplicate deliveries)
+# CI runs it at 500 within `make test`, clean and lossy. LOSSY=1: 2% of DynamoDB writes applied with their
+# reply lost, 5% duplicate SQS deliveries; CHAOS=dynamodb-lost-replies=...,sqs-duplicates=... and SEED=...
+# change them.
 load: install
 	LOAD_LOSSY=$(if $(filter 1,$(LOSSY)),1,0) $(if $(CHAOS),LOAD_CHAOS=$(CHAOS)) $(if $(SEED),LOAD_CHAOS_SEED=$(SEED)) \
 	LOAD_DELIVERIES=$(or $(DELIVERIES),5000) LOAD_TIMEOUT_S=$(or $(LOAD_TIMEOUT_S),2400) $(PY) -m pytest -q -s -m load tests/load
