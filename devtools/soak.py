@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+RESTART_MOTO_EVERY = 100  # runs
 
 
 def _environment() -> None:
@@ -63,35 +64,41 @@ def main(argv: list[str] | None = None) -> int:
     from tests.sim.world import KNOWN_BUGS
 
     tolerate = () if args.strict else KNOWN_BUGS
-    with mock_aws():
-        if args.replay is not None:
+    if args.replay is not None:
+        with mock_aws():
             result = run(args.replay, args.run_steps, tolerate=tolerate)
-            print(f"seed {result.seed}: {result.steps} steps, {result.seconds:.2f} s")
-            print("schedule (World.replay):\n" + format_schedule(result.schedule))
-            for line in result.violations:
-                print("VIOLATION", line)
-            if result.error:
-                print("ERROR", result.error)
-            print("tolerated known bugs:", dict(result.tolerated) or "none")
-            return 1 if result.violations or result.error else 0
+        print(f"seed {result.seed}: {result.steps} steps, {result.seconds:.2f} s")
+        print("schedule (World.replay):\n" + format_schedule(result.schedule))
+        for line in result.violations:
+            print("VIOLATION", line)
+        if result.error:
+            print("ERROR", result.error)
+        print("tolerated known bugs:", dict(result.tolerated) or "none")
+        return 1 if result.violations or result.error else 0
 
-        base = args.seed if args.seed is not None else int(time.time()) % 1_000_000
-        deadline = time.monotonic() + 60 * (args.minutes if args.minutes is not None else 1.0)
-        print(
-            f"soak: seeds from {base}, {args.run_steps} steps a run, "
-            + (f"{args.steps} steps in all" if args.steps else f"until {args.minutes or 1.0:g} min have passed")
-        )
-        started = time.monotonic()
-        last_report = started
-        runs = steps = failed = 0
-        schedules: set[str] = set()
-        interleavings: set[str] = set()
-        pairs: set[tuple[str, str, str, str]] = set()
-        tolerated: Counter[str] = Counter()
-        outcomes: Counter[str] = Counter()
-        reruns = 0
+    base = args.seed if args.seed is not None else int(time.time()) % 1_000_000
+    deadline = time.monotonic() + 60 * (args.minutes if args.minutes is not None else 1.0)
+    print(
+        f"soak: seeds from {base}, {args.run_steps} steps a run, "
+        + (f"{args.steps} steps in all" if args.steps else f"until {args.minutes or 1.0:g} min have passed")
+    )
+    started = time.monotonic()
+    last_report = started
+    runs = steps = failed = reruns = 0
+    schedules: set[str] = set()
+    interleavings: set[str] = set()
+    pairs: set[tuple[str, str, str, str]] = set()
+    tolerated: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
+    moto = mock_aws()
+    moto.start()
+    try:
         while (steps < args.steps) if args.steps else (time.monotonic() < deadline):
             seed = base + runs
+            if runs and runs % RESTART_MOTO_EVERY == 0:  # moto keeps a little of every request: start afresh
+                moto.stop()
+                moto = mock_aws()
+                moto.start()
             result = run(seed, args.run_steps, tolerate=tolerate)
             runs += 1
             steps += result.steps
@@ -115,14 +122,15 @@ def main(argv: list[str] | None = None) -> int:
             if now - last_report >= args.every:
                 last_report = now
                 _progress(runs, steps, now - started, schedules, interleavings, pairs, failed)
-        elapsed = time.monotonic() - started
-        print()
-        _progress(runs, steps, elapsed, schedules, interleavings, pairs, failed)
-        print(f"handler reruns in the at-least-once window (a success that never reached the table): {reruns}")
-        ends = {k: v for k, v in sorted(outcomes.items()) if k.startswith("end ")}
-        print("events at the end of their runs:", ", ".join(f"{k[4:]} {v}" for k, v in ends.items()) or "none")
-        print("known bugs met (tolerated):", ", ".join(f"{k} x{v}" for k, v in tolerated.items()) or "none")
-        return 1 if failed else 0
+    finally:
+        moto.stop()
+    print()
+    _progress(runs, steps, time.monotonic() - started, schedules, interleavings, pairs, failed)
+    print(f"handler reruns in the at-least-once window (a success that never reached the table): {reruns}")
+    ends = {k: v for k, v in sorted(outcomes.items()) if k.startswith("end ")}
+    print("events at the end of their runs:", ", ".join(f"{k[4:]} {v}" for k, v in ends.items()) or "none")
+    print("known bugs met (tolerated):", ", ".join(f"{k} x{v}" for k, v in tolerated.items()) or "none")
+    return 1 if failed else 0
 
 
 def _progress(

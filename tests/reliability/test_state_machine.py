@@ -305,6 +305,7 @@ def _replay_strict(schedule: list[tuple[Any, ...]]) -> World:
         world.replay(schedule)
         world.settle()
         world.check_final()
+        world.final_records = world.records()
     finally:
         world.close()
     return world
@@ -394,8 +395,9 @@ def test_regression_no_alert_when_killed_between_parking_and_publishing(aws: Non
     _expect_fixed(world, r"was parked by the consumer")
 
 
-@_xfail("test_regression_a_parked_event_completed_later_still_says_parked")
-def test_regression_a_parked_event_completed_later_still_says_parked(aws: None) -> None:
+def test_regression_a_parked_event_completed_later_no_longer_says_parked(aws: None) -> None:
+    """Found by the simulation, fixed (ec448d2): the claim kept `parked`, so a redriven event
+    completed as COMPLETED with parked=true."""
     world = _replay_strict(
         [
             ("deliver", "new", 6, OK),  # evt-1, request.created: ticket.open
@@ -408,7 +410,37 @@ def test_regression_a_parked_event_completed_later_still_says_parked(aws: None) 
             ("settle",),  # evt-1 runs again and completes
         ]
     )
-    _expect_fixed(world, r"but is still marked parked")
+    assert world.violations == []
+    assert world.final_records["evt-1"]["status"] == "COMPLETED"
+    assert not world.final_records["evt-1"].get("parked")
+
+
+@_xfail("test_regression_retry_failed_runs_a_delivery_refused_for_reusing_an_event_id")
+def test_regression_retry_failed_runs_a_delivery_refused_for_reusing_an_event_id(aws: None) -> None:
+    world = _replay_strict(
+        [
+            ("deliver", "new", 0, OK),  # evt-1, workorder.created
+            ("deliver", "conflict", 0, OK),  # evt-1 again with another payload (workorder.updated)
+            ("settle",),  # evt-1 completes; the other is refused, parked under its invalid~ key
+            ("admin", "retry_failed", 0),  # the operator retries last night's failures
+            ("settle",),  # the refused delivery's handlers run, as event invalid~...
+        ]
+    )
+    _expect_fixed(world, r"ran a delivery that was refused")
+
+
+@_xfail("test_regression_retrying_a_large_refused_delivery_strands_it_queued")
+def test_regression_retrying_a_large_refused_delivery_strands_it_queued(aws: None) -> None:
+    world = _replay_strict(
+        [
+            ("deliver", "new", 0, OK),  # evt-1
+            ("deliver", "conflict", 3, OK),  # evt-1 again, another payload of ~220 KB
+            ("settle",),  # refused: recorded under its invalid~ key with the body cut to 200,000 characters
+            ("admin", "retry_failed", 0),  # the operator retries the failures: the cut body is sent
+            ("settle",),  # not JSON: parked under another key; the retried record stays QUEUED
+        ]
+    )
+    _expect_fixed(world, r"ended QUEUED")
 
 
 @_xfail("test_regression_retrying_a_parked_invalid_delivery_rewrites_its_claimed_event_id")
