@@ -34,10 +34,13 @@ How it is built (``tests/sim``):
   changes the item is reported as a stand-in artefact.
 - **SQS and SNS are in memory** (``tests/sim/aws.py``): visibility timeouts, receive
   counts, the redrive to the DLQ on the receive after ``maxReceiveCount`` (5 here; the
-  consumer gives up after 3 attempts where it has that setting), at-least-once delivery (``redeliver`` hands an in-flight message to a
-  second invocation), 256 KiB limits with SQS's error codes; SNS captures alerts and
-  refuses messages over 256 KiB. Lambda's event source mapping is played by the world:
-  it polls, invokes ``Consumer.process_batch`` with records shaped as Lambda passes them
+  consumer gives up after 3 attempts where it has that setting), at-least-once delivery
+  (``redeliver`` hands an in-flight message to a second invocation), 256 KiB limits with
+  SQS's error codes; a delete with any receipt handle a message was given deletes it
+  (the stricter reading of SQS's documentation). SNS captures alerts and refuses
+  messages over 256 KiB; it is not failed on purpose (the code logs a failed publish and
+  goes on, by design). Lambda's event source mapping is played by the world: it polls,
+  invokes ``Consumer.process_batch`` with records shaped as Lambda passes them
   (``message_to_record``), then deletes the records not in ``batchItemFailures``.
 - **Deliveries** go through the real ``Ingestor``, signed at the virtual time: new
   events in both formats, duplicates of earlier bodies, a forged invalid body reusing a
@@ -51,7 +54,8 @@ The invariants, checked where things happen:
    the last copy: checked at every delete from the queue (the event source mapping)
    or the DLQ (a redrive), against the event's record at that moment. Finished is
    COMPLETED or IGNORED; parked is FAILED with ``parked``. (A copy may go while another
-   of the same event is still queued, in flight or parked: an operator's retry sends one.)
+   of the same event is still queued, in flight or parked, or while the event is QUEUED:
+   an operator's retry then owns it and sends its own message, checked at the end.)
 2. **Every handler of every accepted event completes exactly once, or the event is
    parked with a record and an alert.** At each handler start: the invocation holds the
    event's live claim, the handler's success is not recorded yet, and the payload is
@@ -61,7 +65,8 @@ The invariants, checked where things happen:
    event counts as stranded, the queue drained, the clock moved past the stalled-claim
    threshold and the sweep run), every accepted delivery's event
    is COMPLETED with each handler run (IGNORED when it has none), or FAILED and parked
-   (or in the DLQ) with an alert naming it. A rerun is allowed only in the window no
+   (or in the DLQ; with no record at all only when every claim was refused) with an
+   alert naming it; a handler never runs for a refused delivery. A rerun is allowed only in the window no
    design closes: the earlier run's success never reached the table because its
    invocation died (or every write after it failed); the soak report counts them.
    ``retry --force`` starts a new epoch in which every handler runs once more.

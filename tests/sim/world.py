@@ -2,7 +2,7 @@
 
 ``World`` owns one moto table, the fake queues and topic, a handler registry whose
 handlers write a ledger, and the scheduler. Its operations (``deliver``, ``receive``,
-``redeliver``, ``advance``, ``kill``, ``tick``, ``admin``) are the steps a schedule is
+``redeliver``, ``advance``, ``kill``, ``tick``, ``admin``, ``settle``) are the steps a schedule is
 made of; each is logged, so a schedule replays exactly (``World.replay``). Checks run
 inside the stand-ins at the moment things happen (every DynamoDB write, every message
 delete, every handler start) and collect ``violations``; ``settle`` then stops the
