@@ -22,7 +22,7 @@ from botocore.exceptions import ConnectionClosedError
 from moto.core.models import botocore_stubber
 
 from devtools import samples
-from mx_webhooks.admin import STRANDED_AFTER_SECONDS, Admin, AdminConfig
+from mx_webhooks.admin import STRANDED_AFTER_SECONDS, Admin, AdminConfig, AdminError
 from mx_webhooks.consumer import ConsumerConfig, client_config
 from mx_webhooks.registry import PermanentError
 from mx_webhooks.store import EventStore
@@ -393,13 +393,13 @@ def test_an_event_whose_handler_always_overruns_is_found_parked_and_alerted(stac
 
     # Then the event is recorded FAILED and parked with its reason, an alert says so, and
     # retry-failed finds it
-    assert swept == {"marked": ["evt_overrun_always"]}
+    assert swept["marked"] == ["evt_overrun_always"] and swept["alertedFromDLQ"] == []  # one alert, not two
     item = store.get("evt_overrun_always")
     assert item["status"] == "FAILED" and item["parked"] is True and "stalled" in item["lastError"]
     (alert,) = _alerts(stack)
     assert alert["eventId"] == "evt_overrun_always" and "stalled" in alert["alert"]
     assert admin.retry_failed(since="1d", dry_run=True)["wouldRetry"] == ["evt_overrun_always"]
-    assert admin.sweep_stalled() == {"marked": []}  # once
+    assert admin.sweep_stalled() == {"marked": [], "alertedFromDLQ": []}  # once
 
 
 # -- the admin path -----------------------------------------------------------------------------
@@ -497,7 +497,7 @@ def test_a_sweep_whose_reply_is_lost_marks_and_alerts_once(mode, stack, store, m
     swept = _admin(stack, dynamodb=dynamodb).sweep_stalled()
 
     # Then the retried write recognised itself: marked once, alerted once
-    assert swept == {"marked": ["evt_sweep_lost"]}
+    assert swept["marked"] == ["evt_sweep_lost"]
     assert store.get("evt_sweep_lost")["parked"] is True
     assert [a["eventId"] for a in _alerts(stack)] == ["evt_sweep_lost"]
 
@@ -550,3 +550,49 @@ def test_a_permanent_error_parks_with_an_alert(stack, make_consumer, registry, s
 
     assert store.get("evt_perm_alert")["parked"] is True
     assert [a["eventId"] for a in _alerts(stack)] == ["evt_perm_alert"]
+
+
+def test_an_event_the_queue_parked_without_the_consumer_is_alerted_once_by_the_sweep(stack, store):
+    # Given an event whose last receives all died before the consumer could claim it: the
+    # queue's redrive moved its message to the DLQ (no parkedReason), nobody alerted
+    body = samples.encode(samples.generic_payload("workorder.created", event_id="evt_queue_moved")).decode()
+    boto3.client("sqs", region_name=REGION).send_message(
+        QueueUrl=stack.dlq_url,
+        MessageBody=body,
+        MessageAttributes={
+            "eventId": {"DataType": "String", "StringValue": "evt_queue_moved"},
+            "eventType": {"DataType": "String", "StringValue": "workorder.created"},
+        },
+    )
+
+    # When the sweep runs, twice
+    first, second = _admin(stack).sweep_stalled(), _admin(stack).sweep_stalled()
+
+    # Then one alert names it, the event is recorded parked, and the message stays in the DLQ
+    assert first["alertedFromDLQ"] == ["evt_queue_moved"] and second["alertedFromDLQ"] == []
+    assert [a["eventId"] for a in _alerts(stack)] == ["evt_queue_moved"]
+    item = store.get("evt_queue_moved")
+    assert item["status"] == "FAILED" and item["parked"] is True and item["alertedAt"]
+    assert len(receive_all(stack.dlq_url)) == 1
+
+
+def test_a_refused_delivery_is_kept_for_inspection_and_never_retried(stack, make_consumer, registry, store):
+    # Given a delivery refused for reusing a completed event's id with another payload
+    ran: list[Any] = []
+    registry.on("workorder.created")(lambda event: ran.append(event.data.get("id")))
+    good = samples.encode(samples.generic_payload("workorder.created", event_id="evt_owned", work_order_id=1))
+    make_consumer().process_batch({"Records": [sqs_record(good.decode(), event_id="evt_owned")]}, None)
+    other = json.dumps({"id": "evt_owned", "type": "workorder.created", "data": {"id": 2}})
+    make_consumer().process_batch({"Records": [sqs_record(other, event_id="evt_owned")]}, None)
+    refused = EventStore.invalid_key("default", other)
+    assert store.get(refused)["claimedEventId"] == "evt_owned"
+
+    # When an operator retries it, or retries everything that failed
+    admin = _admin(stack)
+    with pytest.raises(AdminError, match="refused delivery"):
+        admin.retry(refused)
+    bulk = admin.retry_failed(since="1d")
+
+    # Then nothing is sent: the refused payload never runs, the record stays as it was
+    assert refused not in bulk["retried"] and receive_all(stack.queue_url) == []
+    assert ran == [1] and store.get(refused)["status"] == "FAILED"

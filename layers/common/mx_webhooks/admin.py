@@ -57,6 +57,7 @@ from mx_webhooks.store import (
     QUEUED,
     STATUSES,
     EventStore,
+    is_refused,
     new_token,
 )
 
@@ -391,6 +392,11 @@ class Admin:
         item = self._get(event_id)
         if item is None:
             raise NotFound(f"no event with id {event_id!r}")
+        if is_refused(event_id):
+            raise Conflict(
+                f"{event_id} is a refused delivery (invalid, or reusing event id {item.get('claimedEventId')!r} "
+                "with another payload): it is kept for inspection and cannot be retried; fix the sender"
+            )
         status = item.get("status")
         lease_live = status == IN_PROGRESS and float(item.get("leaseUntil", 0)) >= now
         if lease_live:
@@ -456,6 +462,7 @@ class Admin:
                 taken += len(batch)
                 if start is None:
                     break
+        found = [item for item in found if not is_refused(str(item["eventId"]))]  # kept, never retried
         found.sort(key=lambda item: str(item.get("firstSeenAt", "")))
         more = len(found) > most
         chosen = [item["eventId"] for item in found[:most]]
@@ -514,7 +521,42 @@ class Admin:
                 event_type=str(item.get("eventType") or normalize.UNKNOWN_TYPE),
                 error=reason,
             )
-        return {"marked": marked}
+        return {"marked": marked, "alertedFromDLQ": self._sweep_dlq()}
+
+    def _sweep_dlq(self) -> list[str]:
+        """Alert, once, each event whose message the queue itself moved to the DLQ.
+
+        The consumer alerts when it parks an event, but an invocation that dies on each of
+        an event's last receives (a crash, a timeout, a claim DynamoDB refused) never gets
+        to: the queue's redrive moves the message and only the DLQ-depth alarm fires, once
+        for all. Such a message has no ``parkedReason``; its event record has no
+        ``alertedAt``. Looks at up to ``MAX_PEEK`` messages per run, leaving them there.
+        """
+        alerted: list[str] = []
+        for message in self.queues.peek(MAX_PEEK):
+            event_id = str(message.get("eventId") or "")
+            if not event_id or message.get("parkedReason"):
+                continue  # parked by the consumer, which alerted
+            item = self.store.get(event_id) or {}
+            if item.get("alertedAt") or item.get("status") in (COMPLETED, IGNORED):
+                continue
+            if item.get("status") == IN_PROGRESS and float(item.get("leaseUntil", 0)) >= self.clock():
+                continue  # a copy of it is being processed right now
+            reason = "the queue moved its message to the DLQ after its maxReceiveCount receives"
+            if item.get("lastError"):
+                reason += f"; last error: {str(item['lastError'])[:500]}"
+            publish_alert(
+                self.sns,
+                self.config.alert_topic_arn,
+                "parked by the queue after its last allowed receive",
+                event_id=event_id,
+                event_type=str(message.get("eventType") or item.get("eventType") or normalize.UNKNOWN_TYPE),
+                error=reason,
+            )
+            meta = {"eventType": message.get("eventType"), "source": message.get("source")}
+            if self.store.park_by_queue(event_id, meta, reason=reason, now=self.clock()):
+                alerted.append(event_id)
+        return alerted
 
     # -- DLQ -------------------------------------------------------------------------------------
     def dlq_depth(self) -> int:

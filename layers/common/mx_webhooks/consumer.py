@@ -148,7 +148,10 @@ class HeldClaim:
 
     def checkpoint(self, handler: str) -> None:
         """Write one handler's success now, so a crash after it does not rerun it."""
-        self.store.checkpoint(self.event_id, self.token, handler, self.results.pop(handler))
+        # Dropped from the pending results only once written: if the write fails, the
+        # release that follows still records this handler's success.
+        self.store.checkpoint(self.event_id, self.token, handler, self.results[handler])
+        del self.results[handler]
 
     def finish(self, *, status: str, error: str | None = None, parked: bool = False) -> None:
         self.store.finish(self.event_id, self.token, status=status, results=self.results, error=error, parked=parked)
@@ -527,7 +530,7 @@ class Consumer:
             logger.warning("could not set the backoff visibility", exc_info=True)
 
     def _alert(self, outcome: Outcome, receive_count: int) -> None:
-        publish_alert(
+        if publish_alert(
             self.sns,
             self.config.alert_topic_arn,
             "failed the queue's last allowed receive; the queue parks it in the DLQ",
@@ -536,7 +539,11 @@ class Consumer:
             error=outcome.error,
             receiveCount=receive_count,
             maxReceiveCount=self.config.max_receive_count,
-        )
+        ):
+            try:  # so the DLQ sweep does not alert it again once the queue parks it
+                self.store.mark_alerted(outcome.event_id)
+            except Exception:
+                logger.warning("could not note the alert on the event record", exc_info=True)
 
     @staticmethod
     def _meta(item: _Item, event: WebhookEvent) -> dict[str, Any]:

@@ -72,6 +72,8 @@ IGNORED = Status.IGNORED
 QUEUED = Status.QUEUED
 STATUSES = tuple(Status)
 
+INVALID_PREFIX = f"invalid{SCOPE_SEPARATOR}"
+
 # The listing indexes (template.yaml, EventsTable): ByDay (listDay / firstSeenAt) for recent
 # events, ByStatus (status / firstSeenAt) for events by state. A listing shows these
 # columns, so both indexes project them (tests/template ties this list to the projections).
@@ -140,6 +142,11 @@ class Claim:
     def lease_left(self, now: float) -> float:
         """Seconds until the holder's lease ends (0 when there is none)."""
         return max(0.0, float(self.item.get("leaseUntil", 0)) - now)
+
+
+def is_refused(event_id: str) -> bool:
+    """A record of a refused delivery (``EventStore.invalid_key``), not of an event."""
+    return event_id.startswith(INVALID_PREFIX)
 
 
 def new_token() -> str:
@@ -365,7 +372,7 @@ class EventStore:
         a live event's id cannot overwrite that event's record or its claim.
         """
         digest = hashlib.sha256(f"{source}\n{body}".encode("utf-8", "surrogatepass")).hexdigest()
-        return f"invalid{SCOPE_SEPARATOR}{digest[:40]}"
+        return f"{INVALID_PREFIX}{digest[:40]}"
 
     def record_invalid(self, event_id: str, meta: dict[str, Any], reason: str, now: float | None = None) -> None:
         """Record a delivery no retry can fix as FAILED and parked, under ``invalid_key``.
@@ -435,7 +442,10 @@ class EventStore:
                 TableName=self.table,
                 Key={"eventId": {"S": event_id}},
                 UpdateExpression="SET " + ", ".join(sets) + " REMOVE parked, leaseUntil, stalledAt",
-                ConditionExpression=f"({condition}) OR retryToken = :rt",
+                # Our own earlier write (a lost reply's retry) only while nobody has claimed
+                # the event since: re-applied over a live claim, it would free the event for a
+                # second worker while the first runs its handlers.
+                ConditionExpression=f"({condition}) OR (retryToken = :rt AND #s = :queued)",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues=to_item(values),
             )
@@ -494,10 +504,79 @@ class EventStore:
                 Key={"eventId": {"S": event_id}},
                 UpdateExpression=(
                     "SET #s = :failed, parked = :true, lastError = :reason, updatedAt = :now, "
-                    "finishedAt = :now, stalledAt = :now"
+                    "finishedAt = :now, stalledAt = :now, alertedAt = :now"
                 ),
                 ConditionExpression="claimToken = :token AND leaseUntil < :epoch",
                 ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=to_item(values),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # -- alerts ------------------------------------------------------------------------------
+    def mark_alerted(self, event_id: str, now: float | None = None) -> None:
+        """Note that an alert named this event, so the DLQ sweep does not alert it again."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"eventId": {"S": event_id}},
+                UpdateExpression="SET alertedAt = :now",
+                ConditionExpression="attribute_exists(eventId)",
+                ExpressionAttributeValues=to_item({":now": _iso(time.time() if now is None else now)}),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def park_by_queue(self, event_id: str, meta: dict[str, Any], *, reason: str, now: float | None = None) -> bool:
+        """Record an event whose message the queue itself moved to the DLQ as FAILED, parked and
+        alerted (the DLQ sweep, after publishing the alert); True if recorded.
+
+        Not over a finished event, nor over a live claim. Safe to repeat after a lost reply:
+        the values are the same, and FAILED satisfies the condition again.
+        """
+        now = time.time() if now is None else now
+        values: dict[str, Any] = {
+            ":failed": FAILED,
+            ":queued": QUEUED,
+            ":in_progress": IN_PROGRESS,
+            ":true": True,
+            ":reason": reason[:2000],
+            ":now": _iso(now),
+            ":epoch": int(now),
+            ":day": list_day(now),
+            ":ttl": int(now + self.ttl_days * 86400),
+        }
+        names = {"#s": "status", "#ttl": "ttl"}
+        sets = [
+            "#s = :failed",
+            "parked = :true",
+            "alertedAt = :now",
+            "updatedAt = :now",
+            "lastError = if_not_exists(lastError, :reason)",
+            "firstSeenAt = if_not_exists(firstSeenAt, :now)",
+            "listDay = if_not_exists(listDay, :day)",
+            "#ttl = if_not_exists(#ttl, :ttl)",
+        ]
+        for index, (key, value) in enumerate(sorted(meta.items())):
+            if value is None or key == "eventId":
+                continue
+            names[f"#m{index}"] = key
+            values[f":m{index}"] = value
+            sets.append(f"#m{index} = if_not_exists(#m{index}, :m{index})")
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"eventId": {"S": event_id}},
+                UpdateExpression="SET " + ", ".join(sets) + " REMOVE leaseUntil",
+                ConditionExpression=(
+                    "attribute_not_exists(eventId) OR #s IN (:failed, :queued) "
+                    "OR (#s = :in_progress AND leaseUntil < :epoch)"
+                ),
+                ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values),
             )
         except ClientError as exc:
