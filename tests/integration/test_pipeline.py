@@ -12,6 +12,7 @@ import boto3
 from devtools import samples
 from mx_webhooks.registry import PermanentError
 from tests.conftest import REGION, LambdaContext, receive_all, sqs_record
+from tests.reliability.conftest import message_to_record
 
 
 def _deliver(
@@ -431,3 +432,25 @@ def test_two_handlers_with_side_effects_are_separated_by_a_checkpoint(consumer, 
 
     assert calls == ["UpdateItem"] * 3  # claim, checkpoint after the first, finish
     assert set(store.get("evt_cp")["handlers"]) == {"create_follow_up", "notify_slack"}
+
+
+def test_a_held_event_comes_back_on_the_backoff_schedule_and_its_wait_is_logged(consumer, registry, stack, output):
+    # Given a later event of a work order held behind its failing earlier one
+    seen, first, later = _two_transitions(registry, 17)
+    sqs = boto3.client("sqs", region_name=REGION)
+    for payload in (first, later):
+        sqs.send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps(payload))
+    records = [message_to_record(m) for m in receive_all(stack.queue_url)]
+    delays: list[int] = []
+    consumer.sqs.meta.events.register(
+        "provide-client-params.sqs.ChangeMessageVisibility",
+        lambda params, **_: delays.append(params["VisibilityTimeout"]),
+    )
+
+    # When the batch runs
+    consumer.process_batch({"Records": records}, LambdaContext())
+
+    # Then both come back after the first backoff (30 s), not the queue's 360 s, and the hold is logged
+    assert delays == [30, 30]
+    held = [line for line in output() if line.get("message") == "event held"]
+    assert len(held) == 1 and held[0]["waiting_for"]

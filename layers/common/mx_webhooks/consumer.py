@@ -271,9 +271,15 @@ class Consumer:
             if blocked_by is not None and item.receive_count < self.config.last_attempt:
                 event = item.event
                 assert event is not None  # invalid items are never grouped with others
-                outcomes.append(
-                    Outcome(item.message_id, event.event_id, event.type, Result.HELD, f"waiting for {blocked_by}")
+                held = Outcome(item.message_id, event.event_id, event.type, Result.HELD, f"waiting for {blocked_by}")
+                # Back on the backoff schedule, not after the queue's whole visibility timeout,
+                # and logged, so the wait is seen.
+                self._after_failure(item, held)
+                logger.info(
+                    "event held",
+                    extra={"event_id": event.event_id, "waiting_for": blocked_by, "receive_count": item.receive_count},
                 )
+                outcomes.append(held)
                 continue
             outcome = self._run_one(item, context)
             outcomes.append(outcome)
