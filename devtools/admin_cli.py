@@ -34,7 +34,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -227,100 +227,126 @@ def make_admin(args: argparse.Namespace) -> Admin:
         topic_arn = outputs.get("AlertsTopicArn") or ""
         if not (table_name and queue_url and dlq_url):
             raise CliError(f"stack {stack!r} lacks the EventsTableName/EventsQueueUrl/EventsDLQUrl outputs", EXIT_AWS)
-    config = AdminConfig(TABLE_NAME=table_name, QUEUE_URL=queue_url, DLQ_URL=dlq_url, ALERT_TOPIC_ARN=topic_arn)
+    config = AdminConfig.model_validate(
+        {"TABLE_NAME": table_name, "QUEUE_URL": queue_url, "DLQ_URL": dlq_url, "ALERT_TOPIC_ARN": topic_arn}
+    )
     return Admin(config, client("dynamodb"), client("sqs"), sns=client("sns") if topic_arn else None)
 
 
+def _dump(answer: Any, out: TextIO) -> None:
+    print(json.dumps(answer, indent=2, default=str), file=out)
+
+
+def _list(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
+    cursor, items = args.cursor, []
+    while True:
+        page = admin.list_events(
+            status=args.status,
+            event_type=args.event_type,
+            source=args.source,
+            since=args.since,
+            limit=args.limit,
+            cursor=cursor,
+        )
+        items += page["items"]
+        cursor = page["nextCursor"]
+        if not (args.all and cursor):
+            break
+    if args.json:
+        _dump({"items": items, "nextCursor": cursor}, out)
+    else:
+        table(items, LIST_COLUMNS, out)
+        print(f"\n{len(items)} event(s)" + (f"; next page: --cursor {cursor}" if cursor else ""), file=out)
+    return EXIT_OK
+
+
+def _show(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
+    event = admin.get_event(args.event_id)
+    if args.json:
+        _dump(event, out)
+    else:
+        show_event(event, out)
+    return EXIT_OK
+
+
+def _retry(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
+    answer = admin.retry(args.event_id, force=args.force)
+    if args.json:
+        _dump(answer, out)
+    else:
+        print(f"{answer['eventId']}: {answer['previousStatus']} -> {answer['status']} (re-enqueued)", file=out)
+    return EXIT_OK
+
+
+def _retry_failed(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
+    answer = admin.retry_failed(since=args.since, limit=args.limit, dry_run=args.dry_run)
+    if args.json:
+        _dump(answer, out)
+    elif args.dry_run:
+        print(
+            f"would re-enqueue {len(answer['wouldRetry'])} event(s) first seen since {answer['since']}",
+            file=out,
+        )
+        for event_id in answer["wouldRetry"]:
+            print(f"  {event_id}", file=out)
+    else:
+        print(f"re-enqueued {len(answer['retried'])} event(s) first seen since {answer['since']}", file=out)
+        for skipped in answer["skipped"]:
+            print(f"  skipped {skipped['eventId']}: {skipped['reason']}", file=out)
+    if answer["more"] and not args.json:
+        print(f"more FAILED events remain beyond --limit {args.limit}; run again", file=out)
+    return EXIT_PARTIAL if answer.get("skipped") else EXIT_OK
+
+
+def _sweep(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
+    answer = admin.sweep_stalled()
+    if args.json:
+        _dump(answer, out)
+    else:
+        print(f"parked {len(answer['marked'])} stalled event(s)", file=out)
+        for event_id in answer["marked"]:
+            print(f"  {event_id}", file=out)
+    return EXIT_OK
+
+
+def _dlq_peek(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
+    answer = admin.peek_dlq(args.max)
+    if args.json:
+        _dump(answer, out)
+    else:
+        table(answer["messages"], DLQ_COLUMNS, out)
+        print(f"\n~{answer['approximateDepth']} message(s) in the DLQ", file=out)
+    return EXIT_OK
+
+
+def _dlq_redrive(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
+    answer = admin.redrive_dlq(max_messages=args.max)
+    if args.json:
+        _dump(answer, out)
+    else:
+        print(f"moved {answer['moved']} message(s) back to the events queue; ~{answer['remaining']} left", file=out)
+        if answer["failed"]:
+            print(f"{answer['failed']} could not be sent and stay in the DLQ", file=out)
+    return EXIT_PARTIAL if answer["failed"] else EXIT_OK
+
+
+# (command, dlq sub-command or None) -> what runs it
+COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace, Admin, TextIO], int]] = {
+    ("list", None): _list,
+    ("show", None): _show,
+    ("retry", None): _retry,
+    ("retry-failed", None): _retry_failed,
+    ("sweep", None): _sweep,
+    ("dlq", "peek"): _dlq_peek,
+    ("dlq", "redrive"): _dlq_redrive,
+}
+
+
 def run(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
-    def dump(answer: Any) -> None:
-        print(json.dumps(answer, indent=2, default=str), file=out)
-
-    if args.command == "list":
-        cursor, items = args.cursor, []
-        while True:
-            page = admin.list_events(
-                status=args.status,
-                event_type=args.event_type,
-                source=args.source,
-                since=args.since,
-                limit=args.limit,
-                cursor=cursor,
-            )
-            items += page["items"]
-            cursor = page["nextCursor"]
-            if not (args.all and cursor):
-                break
-        if args.json:
-            dump({"items": items, "nextCursor": cursor})
-        else:
-            table(items, LIST_COLUMNS, out)
-            print(f"\n{len(items)} event(s)" + (f"; next page: --cursor {cursor}" if cursor else ""), file=out)
-        return EXIT_OK
-
-    if args.command == "show":
-        event = admin.get_event(args.event_id)
-        if args.json:
-            dump(event)
-        else:
-            show_event(event, out)
-        return EXIT_OK
-
-    if args.command == "retry":
-        answer = admin.retry(args.event_id, force=args.force)
-        if args.json:
-            dump(answer)
-        else:
-            print(f"{answer['eventId']}: {answer['previousStatus']} -> {answer['status']} (re-enqueued)", file=out)
-        return EXIT_OK
-
-    if args.command == "retry-failed":
-        answer = admin.retry_failed(since=args.since, limit=args.limit, dry_run=args.dry_run)
-        if args.json:
-            dump(answer)
-        elif args.dry_run:
-            print(
-                f"would re-enqueue {len(answer['wouldRetry'])} event(s) first seen since {answer['since']}",
-                file=out,
-            )
-            for event_id in answer["wouldRetry"]:
-                print(f"  {event_id}", file=out)
-        else:
-            print(f"re-enqueued {len(answer['retried'])} event(s) first seen since {answer['since']}", file=out)
-            for skipped in answer["skipped"]:
-                print(f"  skipped {skipped['eventId']}: {skipped['reason']}", file=out)
-        if answer["more"] and not args.json:
-            print(f"more FAILED events remain beyond --limit {args.limit}; run again", file=out)
-        return EXIT_PARTIAL if answer.get("skipped") else EXIT_OK
-
-    if args.command == "sweep":
-        answer = admin.sweep_stalled()
-        if args.json:
-            dump(answer)
-        else:
-            print(f"parked {len(answer['marked'])} stalled event(s)", file=out)
-            for event_id in answer["marked"]:
-                print(f"  {event_id}", file=out)
-        return EXIT_OK
-
-    if args.command == "dlq" and args.dlq_command == "peek":
-        answer = admin.peek_dlq(args.max)
-        if args.json:
-            dump(answer)
-        else:
-            table(answer["messages"], DLQ_COLUMNS, out)
-            print(f"\n~{answer['approximateDepth']} message(s) in the DLQ", file=out)
-        return EXIT_OK
-
-    if args.command == "dlq" and args.dlq_command == "redrive":
-        answer = admin.redrive_dlq(max_messages=args.max)
-        if args.json:
-            dump(answer)
-        else:
-            print(f"moved {answer['moved']} message(s) back to the events queue; ~{answer['remaining']} left", file=out)
-            if answer["failed"]:
-                print(f"{answer['failed']} could not be sent and stay in the DLQ", file=out)
-        return EXIT_PARTIAL if answer["failed"] else EXIT_OK
-    raise CliError(f"unknown command {args.command}", EXIT_USAGE)  # argparse prevents this
+    command = COMMANDS.get((args.command, getattr(args, "dlq_command", None) if args.command == "dlq" else None))
+    if command is None:
+        raise CliError(f"unknown command {args.command}", EXIT_USAGE)  # argparse prevents this
+    return command(args, admin, out)
 
 
 def iso_time(value: Any) -> str:

@@ -63,7 +63,7 @@ def build_body(event_type: str, fmt: str, index: int, run: str) -> bytes:
     return samples.encode(samples.maintainx_payload(event_type, work_order_id=90001 + index))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m devtools.send",
         description="Sign and post a sample MaintainX webhook.",
@@ -84,8 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=10, help="parallel requests for --burst")
     parser.add_argument("--expect", type=int, help="the status every response must have")
     parser.add_argument("--quiet", action="store_true", help="only the summary")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     url = args.url.rstrip("/") + (f"/{args.source}" if args.source else "")
     secret = "wrong-" + uuid.uuid4().hex[:8] if args.wrong_secret else args.secret
     rejected = args.wrong_secret or args.stale or args.future
@@ -125,9 +128,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{result.status or 'ERR'}  {result.ms:6.0f} ms  {result.label:<28} {result.body.strip()}")
 
     expected = args.expect if args.expect is not None else (401 if rejected else None)
+    return _summary(results, url, expected, quiet=args.quiet)
+
+
+def _summary(results: list[Result], url: str, expected: int | None, *, quiet: bool) -> int:
+    """The counts and latencies of a burst; the exit code (0 all as expected, 1 not, 2 unreachable)."""
     unreachable = [r for r in results if r.status == 0]
     good = [r for r in results if (r.status == expected if expected else 200 <= r.status < 300)]
-    if len(results) > 1 or args.quiet:
+    if len(results) > 1 or quiet:
         counts = Counter(r.status for r in results)
         latencies = sorted(r.ms for r in results)
         p95 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))]

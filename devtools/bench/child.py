@@ -1,4 +1,4 @@
-"""One measured process of ``devtools.bench``: ``python devtools/bench_child.py MODE``.
+"""One measured process of ``devtools.bench``: ``python devtools/bench/child.py MODE``.
 
 Run by path in a fresh interpreter, with ``PYTHONPATH`` set the way Lambda sets
 ``sys.path`` (``/var/task`` then ``/opt/python``: here the ``sam build`` output), so

@@ -74,7 +74,7 @@ def _consumer(dynamodb: Any, sqs: Any, registry: Any, table: str = "events") -> 
     from mx_webhooks.consumer import Consumer, ConsumerConfig
     from mx_webhooks.store import EventStore
 
-    config = ConsumerConfig(TABLE_NAME=table, QUEUE_URL=QUEUE_URL, DLQ_URL=DLQ_URL)
+    config = ConsumerConfig.model_validate({"TABLE_NAME": table, "QUEUE_URL": QUEUE_URL, "DLQ_URL": DLQ_URL})
     return Consumer(config, EventStore(dynamodb, table, lease_seconds=90), registry, sqs, None)
 
 
@@ -93,7 +93,7 @@ def dynamodb_calls(events: int = 10) -> list[dict[str, Any]]:
     import boto3
     from moto import mock_aws
 
-    from devtools.bench_cost import table_definition
+    from devtools.bench.cost import table_definition
 
     cases = [
         ("1 handler", 1, False),
@@ -144,7 +144,7 @@ def item_size(item: dict[str, Any]) -> int:
 
 # -- wall time per batch, simulated round trips -------------------------------------------------
 def _stub(client: Any, answer: Callable[[str, dict[str, Any]], bytes], delay: float) -> dict[str, int]:
-    from devtools.bench_child import stub
+    from devtools.bench.child import stub
 
     return stub(client, answer, delay)
 
@@ -154,7 +154,7 @@ def _powertools_answer(operation: str, params: dict[str, Any]) -> bytes:
 
 
 def _ours_answer(operation: str, params: dict[str, Any]) -> bytes:
-    from devtools.bench_child import dynamodb_answer
+    from devtools.bench.child import dynamodb_answer
 
     return dynamodb_answer(operation, params)
 
@@ -188,7 +188,7 @@ def powertools_recipe(dynamodb: Any, handlers: int) -> Callable[[dict[str, Any],
 
     def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         config.register_lambda_context(context)
-        return process_partial_response(
+        return process_partial_response(  # type: ignore[return-value]  # a TypedDict, a dict at run time
             event=event, record_handler=record_handler, processor=processor, context=context
         )
 
@@ -201,10 +201,11 @@ def batch_wall_time(
     """Median wall seconds per batch of 10 new events: ours and the Powertools recipe, interleaved."""
     import boto3
 
-    from devtools.bench_child import Context, sqs_answer
+    from devtools.bench.child import Context, sqs_answer
     from mx_webhooks.consumer import ConsumerConfig, client_config
 
-    pool = client_config(ConsumerConfig(TABLE_NAME="events", QUEUE_URL=QUEUE_URL, DLQ_URL=DLQ_URL))  # as deployed
+    config = ConsumerConfig.model_validate({"TABLE_NAME": "events", "QUEUE_URL": QUEUE_URL, "DLQ_URL": DLQ_URL})
+    pool = client_config(config)  # as deployed
     ours_ddb = boto3.client("dynamodb", region_name=REGION, config=pool)
     ours_sqs = boto3.client("sqs", region_name=REGION, config=pool)
     ours_counts = _stub(ours_ddb, _ours_answer, delay)

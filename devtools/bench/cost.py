@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # us-east-1 list prices (USD) from the AWS pricing pages, as read on PRICES_DATE
 # (DynamoDB on-demand after the 2024-11-01 price cut). Free tiers are left out.

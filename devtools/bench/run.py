@@ -4,7 +4,7 @@ docs/benchmarks.md.
 
 Every timed figure is a ratio against a baseline measured in the same run, samples
 interleaved (ours, baseline, ours, ...), because the machines this runs on are
-shared and noisy. Timed work runs in fresh child processes (``bench_child.py``)
+shared and noisy. Timed work runs in fresh child processes (``devtools/bench/child.py``)
 laid out the way Lambda lays out a function: the ``sam build`` output of the
 function (``/var/task``) and of the layer (``/opt/python``) on ``PYTHONPATH``, with
 the bytecode ``make build`` compiles. AWS is stubbed at the botocore level.
@@ -30,10 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / ".aws-sam" / "build"
 LAYER = BUILD / "SharedLayer" / "python"
-CHILD = ROOT / "devtools" / "bench_child.py"
+CHILD = ROOT / "devtools" / "bench" / "child.py"
 DOC = ROOT / "docs" / "benchmarks.md"
 PYTHON = sys.executable
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/events"
@@ -202,7 +202,7 @@ def warm_cost(rounds: int, requests: int) -> tuple[Row, dict[str, float]]:
 
 # -- 3 and 4. consumer ------------------------------------------------------------------------------
 def consumer_rows(batches: int) -> tuple[list[Row], dict[str, Any]]:
-    from devtools import bench_consumer
+    from devtools.bench import consumer as bench_consumer
 
     calls = bench_consumer.dynamodb_calls()
     rows = []
@@ -293,7 +293,7 @@ def layer_imports(samples: int) -> Row:
 # -- 6. local stack ---------------------------------------------------------------------------------
 def local_stack() -> Row:
     try:
-        from devtools import bench_local
+        from devtools.bench import local as bench_local
 
         figures = bench_local.measure(count=100)
     except ImportError as exc:
@@ -311,8 +311,8 @@ def local_stack() -> Row:
 
 # -- 8. peak RSS -------------------------------------------------------------------------------------
 def peak_rss(requests: int) -> tuple[list[Row], dict[str, float]]:
-    from devtools.bench_consumer import make_batch
-    from devtools.bench_cost import configured
+    from devtools.bench.consumer import make_batch
+    from devtools.bench.cost import configured
 
     cfg = configured()
     cases = [("ingest", "IngestFunction", "ingest_handler", signed_event(), 1)]
@@ -356,7 +356,7 @@ def _admin_event() -> dict[str, Any]:
 
 # -- 7. cost ------------------------------------------------------------------------------------------
 def cost(figures: dict[str, Any], log_bytes: dict[str, float]) -> tuple[Row, list[str]]:
-    from devtools import bench_cost
+    from devtools.bench import cost as bench_cost
     from devtools.samples import encode, maintainx_payload
 
     cfg = bench_cost.configured()
@@ -395,7 +395,7 @@ def cost(figures: dict[str, Any], log_bytes: dict[str, float]) -> tuple[Row, lis
 
 
 def consumer_cpu_ms(batches: int) -> float:
-    from devtools.bench_consumer import make_batch
+    from devtools.bench.consumer import make_batch
 
     spec = {"batches": [make_batch(10, first_id=1000 + i * 10) for i in range(batches + 5)]}
     run = run_child("consumer_cpu", spec, child_env("ConsumerFunction"))
@@ -437,12 +437,12 @@ def table(rows: list[Row]) -> list[str]:
 
 
 def write_doc(rows: list[Row], info: dict[str, str], cost_lines: list[str], runtime_s: float) -> None:
-    from devtools.bench_cost import AWS_RTT_MS, FULL_VCPU_MB, PRICES, PRICES_DATE, XRAY_SAMPLED
+    from devtools.bench.cost import AWS_RTT_MS, FULL_VCPU_MB, PRICES, PRICES_DATE, XRAY_SAMPLED
 
     lines = [
         "# Benchmarks",
         "",
-        "Written by `make bench` (`devtools/bench.py`); do not edit by hand. Every timed figure is a",
+        "Written by `make bench` (`devtools/bench/`); do not edit by hand. Every timed figure is a",
         "ratio against a baseline measured in the same run, samples interleaved, because the machine",
         "is shared and noisy: compare ratios across machines, not milliseconds.",
         "",

@@ -17,7 +17,7 @@ meets by itself:
     A share ``P`` of the messages the SQS event source receives is made visible again
     at once (``ChangeMessageVisibility`` 0, right after the receive), so the next
     receive hands the same message to another invocation, usually while the first one
-    still runs: SQS's at-least-once delivery. Done in ``devtools.local_sqs``
+    still runs: SQS's at-least-once delivery. Done in ``devtools.local_stack.sqs_source``
     (``SqsEventSource(redelivery=...)``); this module decides which and counts them.
 
 With either fault, two invocations routinely write the same item at the same moment
@@ -29,7 +29,7 @@ stand-in, not of our code. :func:`atomic_item_writes` serialises moto's item wri
 (the local stack applies it whenever it runs, as ``tests/conftest.py``'s
 ``atomic_dynamodb`` does for the in-process tests).
 
-Every injected fault is logged (logger ``devtools.chaos``, WARNING, with the event id)
+Every injected fault is logged (logger ``devtools.local_stack.chaos``, WARNING, with the event id)
 and counted; the counts and the faults themselves are written to a JSON report
 (``--chaos-report``, default ``chaos.json`` next to the functions' log) after each one,
 so a test reads them while the stack runs.
@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-log = logging.getLogger("devtools.chaos")
+log = logging.getLogger("devtools.local_stack.chaos")
 
 # The DynamoDB operations whose replies may be lost: the writes the consumer makes.
 WRITE_OPERATIONS = ("UpdateItem", "PutItem")
@@ -222,7 +222,7 @@ class Chaos:
 
         raise ConnectionClosedError(endpoint_url=request.url)
 
-    # -- SQS: duplicate deliveries (devtools.local_sqs.Redelivery) ------------------------
+    # -- SQS: duplicate deliveries (devtools.local_stack.sqs_source.Redelivery) ------------------------
     def should_redeliver(self, message: Mapping[str, Any]) -> bool:
         """Whether SQS delivers this just-received message once more, at once."""
         if not self.spec.sqs_duplicates:
@@ -307,7 +307,7 @@ def atomic_item_writes() -> Iterator[None]:
             setattr(DynamoDBBackend, name, original)
 
 
-def _event_id(body: bytes) -> str | None:
+def _event_id(body: bytes | bytearray) -> str | None:
     """The item's key as text (``eventId`` in this project's tables), for the fault log."""
     try:
         request = json.loads(body)
@@ -318,7 +318,7 @@ def _event_id(body: bytes) -> str | None:
         return None
 
 
-def _condition(body: bytes) -> str | None:
+def _condition(body: bytes | bytearray) -> str | None:
     """The write's condition (which of the caller's writes it was: a claim, a finish...)."""
     try:
         return str(json.loads(body).get("ConditionExpression") or "")[:300] or None

@@ -35,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from devtools.local_lambda import LocalFunction
+from devtools.local_stack.lambda_runtime import LocalFunction
 
 TEXT_TYPES = ("text/", "json", "xml", "javascript", "x-www-form-urlencoded", "yaml", "csv")
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
@@ -186,6 +186,7 @@ class HttpFront:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         return f"http://{host}:{port}"
 
     def start(self) -> None:

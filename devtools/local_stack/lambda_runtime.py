@@ -97,6 +97,9 @@ class _Invocation:
         self._result: Any = None
         self._error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        # Whoever waits for this call (an HTTP request's thread, a poller): log readers that
+        # key records by thread (the local stack's console) attribute the handler's to it.
+        self.thread.invoker = threading.current_thread()  # type: ignore[attr-defined]
 
     def _run(self) -> None:
         try:

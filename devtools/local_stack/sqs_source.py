@@ -22,7 +22,7 @@ Follows Lambda's documented behaviour for SQS:
 
 Up to ``concurrency`` invocations run side by side (Lambda's ``ScalingConfig`` caps the same).
 
-Duplicate deliveries (off by default; ``devtools.chaos``, ``--chaos sqs-duplicates=P``):
+Duplicate deliveries (off by default; ``devtools.local_stack.chaos``, ``--chaos sqs-duplicates=P``):
 with ``redelivery``, each received message it picks is made visible again at once
 (``ChangeMessageVisibility`` 0 right after the receive), so the next receive hands the
 same message (a new receipt handle, ``ApproximateReceiveCount`` + 1) to another
@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from devtools.local_lambda import FunctionTimedOut, LocalFunction
+from devtools.local_stack.lambda_runtime import FunctionTimedOut, LocalFunction
 
 log = logging.getLogger("devtools.local_stack")
 RECEIVE_MAX = 10  # SQS returns at most 10 messages per ReceiveMessage
@@ -58,7 +58,7 @@ class Delivery:
 
 
 class Redelivery(Protocol):
-    """Which received messages SQS delivers once more (``devtools.chaos.Chaos`` is one)."""
+    """Which received messages SQS delivers once more (``devtools.local_stack.chaos.Chaos`` is one)."""
 
     def should_redeliver(self, message: dict[str, Any]) -> bool: ...
 

@@ -1,7 +1,7 @@
 """End-to-end fixtures: one target per session, the local stack or a deployed stack.
 
 - Default: ``python -m devtools.local_stack`` in a subprocess on free ports, with
-  ``MaxReceiveCount=3``, no backoff, and ``devtools.e2e_handlers`` loaded.
+  ``MaxReceiveCount=3``, no backoff, and ``tests.e2e.e2e_handlers`` loaded.
 - ``AWS_SAM_STACK_NAME=<stack>`` (and credentials): the deployed stack, found by
   its outputs. Its signing secret is ``E2E_WEBHOOK_SECRET``, else the first
   ``default`` secret in the stack's Secrets Manager secret. Tests that need the
@@ -125,7 +125,7 @@ class Target:
 def _local_target() -> Iterator[Target]:
     from devtools.local_stack import LocalStackProcess
 
-    stack = LocalStackProcess(params=LOCAL_PARAMS, handler_modules=["devtools.e2e_handlers"])
+    stack = LocalStackProcess(params=LOCAL_PARAMS, handler_modules=["tests.e2e.e2e_handlers"])
     stack.start()
     try:
         yield Target(
@@ -200,5 +200,5 @@ def target() -> Iterator[Target]:
 def local_only(target: Target) -> Target:
     """For tests that need the local stack's failing test handlers."""
     if not target.local:
-        pytest.skip("needs devtools.e2e_handlers, which only the local stack loads")
+        pytest.skip("needs tests.e2e.e2e_handlers, which only the local stack loads")
     return target

@@ -1,4 +1,4 @@
-"""Handlers the end-to-end tests load into the local stack (``--handler-modules devtools.e2e_handlers``).
+"""Handlers the end-to-end tests load into the local stack (``--handler-modules tests.e2e.e2e_handlers``).
 
 They act only on events that ask for it, through ``data.e2e`` in a generic-format
 payload, so every other event runs exactly as in production:

@@ -18,9 +18,9 @@ from typing import Any
 import boto3
 import pytest
 
-from devtools.local_http import HttpFront, Route
-from devtools.local_lambda import LocalFunction
-from devtools.local_sqs import SqsEventSource
+from devtools.local_stack.http_front import HttpFront, Route
+from devtools.local_stack.lambda_runtime import LocalFunction
+from devtools.local_stack.sqs_source import SqsEventSource
 from tests.conftest import REGION
 
 pytestmark = pytest.mark.e2e

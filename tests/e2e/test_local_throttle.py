@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 from devtools import samples
-from devtools.local_http import HttpFront, Route, Throttle
-from devtools.local_lambda import LocalFunction
 from devtools.local_stack import LocalStackProcess
+from devtools.local_stack.http_front import HttpFront, Route, Throttle
+from devtools.local_stack.lambda_runtime import LocalFunction
 from tests.e2e.conftest import LOCAL_PARAMS
 
 pytestmark = pytest.mark.e2e
@@ -140,7 +140,7 @@ THROTTLE_PARAMS = {"ApiThrottleRateLimit": "0.001", "ApiThrottleBurstLimit": str
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStackProcess]:
-    process = LocalStackProcess(params={**LOCAL_PARAMS, **THROTTLE_PARAMS}, handler_modules=["devtools.e2e_handlers"])
+    process = LocalStackProcess(params={**LOCAL_PARAMS, **THROTTLE_PARAMS}, handler_modules=["tests.e2e.e2e_handlers"])
     process.start()
     try:
         yield process

@@ -16,8 +16,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from devtools.local_lambda import LocalFunction
-from devtools.local_sqs import Delivery, SqsEventSource
+from devtools.local_stack.lambda_runtime import LocalFunction
+from devtools.local_stack.sqs_source import Delivery, SqsEventSource
 from tests.conftest import REGION
 
 pytestmark = pytest.mark.e2e

@@ -438,13 +438,7 @@ def _run_block(session: Session, block: Block) -> None:
 # Words of make run's documented lines it does not print today, each with why. Such a word
 # is optional in the shape (the rest of the line still has to match); remove the entry
 # when the stack prints it again.
-KNOWN_GAPS = {
-    # devtools.local_stack's _LogTap reads the functions' log records per thread, and
-    # devtools.local_lambda now runs each invocation in a worker thread of its own (to
-    # enforce the timeout): the HTTP line no longer sees ingest's event_type or reason.
-    "workorder.created": "http lines: event type lost (local_stack _LogTap is per thread)",
-    "signature_mismatch": "http lines: rejection reason lost (local_stack _LogTap is per thread)",
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 def _check_stack_lines(session: Session, documented: list[str]) -> None:

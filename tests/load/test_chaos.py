@@ -1,4 +1,4 @@
-"""The load test's fault injection (``devtools.chaos``) does what it claims, on moto's server.
+"""The load test's fault injection (``devtools.local_stack.chaos``) does what it claims, on moto's server.
 
 Fast (a few seconds), not marked ``load``: a lost reply is applied before it is lost
 and botocore retries the identical request; a duplicate SQS delivery reaches a second
@@ -21,8 +21,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError
 
 from devtools import chaos as devtools_chaos
-from devtools.chaos import Chaos, ChaosSpec, read_report
-from devtools.local_sqs import SqsEventSource
+from devtools.local_stack.chaos import Chaos, ChaosSpec, read_report
+from devtools.local_stack.sqs_source import SqsEventSource
 
 REGION = "us-east-1"
 

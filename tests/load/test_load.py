@@ -11,7 +11,7 @@ variant); it stops by itself.
 Two variants, both run by default (CI runs both at ``DEFAULT_DELIVERIES``):
 
 - ``clean``: nothing but the load;
-- ``lossy``: the same load with faults injected by the stack (``devtools.chaos``,
+- ``lossy``: the same load with faults injected by the stack (``devtools.local_stack.chaos``,
   ``LOAD_CHAOS``, default ``LOSSY_CHAOS``): 2% of the consumer's DynamoDB writes are
   applied and their reply lost (a dropped connection or a 500, which botocore
   retries with the identical request), and 5% of received SQS messages are delivered
@@ -44,8 +44,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from devtools import samples
-from devtools.chaos import read_report
 from devtools.local_stack import LocalStackProcess
+from devtools.local_stack.chaos import read_report
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.load

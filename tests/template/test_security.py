@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
-from devtools.local_template import translate
+from devtools.local_stack.template import translate
 from tests.conftest import ROOT
 
 CHECKOV_CONFIG = ROOT / ".checkov.yaml"

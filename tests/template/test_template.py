@@ -17,8 +17,8 @@ from typing import Any
 import boto3
 import pytest
 
-from devtools.local_stack import _for_moto
-from devtools.local_template import translate
+from devtools.local_stack import for_moto
+from devtools.local_stack.template import translate
 from tests.conftest import REGION, ROOT
 
 BUCKET = "template-test-code"
@@ -64,7 +64,7 @@ def moto_stack(aws: None, translated: Any) -> dict[str, Any]:
     cloudformation = boto3.client("cloudformation", region_name=REGION)
     cloudformation.create_stack(
         StackName="maintainx-webhooks-test",
-        TemplateBody=json.dumps(_for_moto(template)),  # minus the alarms and API moto cannot create
+        TemplateBody=json.dumps(for_moto(template)),  # minus the alarms and API moto cannot create
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
     )
     listed = cloudformation.list_stack_resources(StackName="maintainx-webhooks-test")["StackResourceSummaries"]

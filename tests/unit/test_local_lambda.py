@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from devtools.local_lambda import FunctionTimedOut, LocalFunction
+from devtools.local_stack.lambda_runtime import FunctionTimedOut, LocalFunction
 
 HANDLER = textwrap.dedent(
     """

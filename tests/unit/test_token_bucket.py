@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from devtools.local_http import TokenBucket
+from devtools.local_stack.http_front import TokenBucket
 
 
 class Clock:
