@@ -20,7 +20,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError
 
-from devtools import chaos as devtools_chaos
+from devtools.local_stack import chaos as devtools_chaos
 from devtools.local_stack.chaos import Chaos, ChaosSpec, read_report
 from devtools.local_stack.sqs_source import SqsEventSource
 
