@@ -78,7 +78,9 @@ def retry_failed() -> dict[str, Any]:
 @app.post("/admin/webhooks/<event_id>/retry")
 def retry_webhook(event_id: str) -> dict[str, Any]:
     options = {**_query(), **_body()}
-    return ADMIN.retry(event_id, force=parse_bool(options.get("force"), "force"))
+    return ADMIN.retry(
+        event_id, force=parse_bool(options.get("force"), "force"), handler=options.get("handler") or None
+    )
 
 
 @app.get("/admin/dlq")

@@ -57,6 +57,7 @@ from mx_webhooks.store import (
     QUEUED,
     STATUSES,
     EventStore,
+    HandlerStatus,
     is_refused,
     new_token,
 )
@@ -380,7 +381,7 @@ class Admin:
         return self.store.get(event_id)
 
     # -- retry ---------------------------------------------------------------------------------
-    def retry(self, event_id: str, *, force: bool = False) -> dict[str, Any]:
+    def retry(self, event_id: str, *, force: bool = False, handler: str | None = None) -> dict[str, Any]:
         """Re-enqueue one event. Succeeded handlers are not rerun unless ``force``.
 
         A QUEUED event may be retried again: its message may have been lost (the send
@@ -401,7 +402,7 @@ class Admin:
         lease_live = status == IN_PROGRESS and float(item.get("leaseUntil", 0)) >= now
         if lease_live:
             raise Conflict(f"event {event_id} is being processed right now; try again when its lease ends")
-        if status in (COMPLETED, IGNORED) and not force:
+        if status in (COMPLETED, IGNORED) and not force and not handler:
             raise Conflict(
                 f"event {event_id} is {status}; its handlers already ran. "
                 "Use --force (API: force=true) to run them all again"
@@ -410,7 +411,14 @@ class Admin:
         if not isinstance(payload, str) or not payload:
             raise Conflict(f"event {event_id} has no stored payload to re-enqueue")
 
-        if not self.store.request_retry(event_id, observed=item, token=new_token(), force=force, now=now):
+        recorded = item.get("handlers") or {}
+        if handler:
+            if handler not in recorded:
+                raise BadRequest(f"handler: {handler!r} has no result on event {event_id} (it has: {sorted(recorded)})")
+            rerun: tuple[str, ...] = (handler,)
+        else:  # every handler given up on (parked) runs again; failed ones always do
+            rerun = tuple(name for name, result in recorded.items() if result.get("status") == HandlerStatus.PARKED)
+        if not self.store.request_retry(event_id, observed=item, token=new_token(), force=force, rerun=rerun, now=now):
             raise Conflict(f"event {event_id} changed while retrying it; look at it again")
         event_type = str(item.get("eventType") or normalize.UNKNOWN_TYPE)
         self.queues.send_event(
@@ -421,7 +429,8 @@ class Admin:
             "event re-enqueued",
             extra={"event_id": event_id, "previous_status": status, "force": force, "event_type": event_type},
         )
-        return {"eventId": event_id, "status": QUEUED, "previousStatus": status, "force": force}
+        answer = {"eventId": event_id, "status": QUEUED, "previousStatus": status, "force": force}
+        return answer | ({"handler": handler} if handler else {})
 
     def retry_failed(
         self, *, since: str | None, limit: int | str | None = None, dry_run: bool = False

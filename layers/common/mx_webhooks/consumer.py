@@ -47,6 +47,7 @@ from mx_webhooks.registry import Handler, PermanentError, Registry
 from mx_webhooks.store import (
     COMPLETED,
     FAILED,
+    Claim,
     ClaimKind,
     EventStore,
     HandlerResult,
@@ -141,6 +142,7 @@ class HeldClaim:
         self.event_id = event_id
         self.token = new_token()
         self.results: dict[str, HandlerResult] = {}  # handler results not yet written
+        self.written: dict[str, HandlerResult] = {}  # checkpointed during this attempt
         self.open = True
 
     def close(self) -> None:
@@ -151,7 +153,7 @@ class HeldClaim:
         # Dropped from the pending results only once written: if the write fails, the
         # release that follows still records this handler's success.
         self.store.checkpoint(self.event_id, self.token, handler, self.results[handler])
-        del self.results[handler]
+        self.written[handler] = self.results.pop(handler)
 
     def finish(self, *, status: str, error: str | None = None, parked: bool = False) -> None:
         self.store.finish(self.event_id, self.token, status=status, results=self.results, error=error, parked=parked)
@@ -340,44 +342,85 @@ class Consumer:
             emit("EventIgnored", eventType=metric_type)
             return Outcome(item.message_id, event.event_id, event.type, Result.IGNORED)
 
-        pending = [h for h in handlers if h.name not in claim.succeeded_handlers]
-        error, permanent = self._run_pending(event, pending, held, context)
-        if error is None:
+        pending = self._pending(handlers, claim)
+        errors = self._run_pending(event, pending, held, context)
+        ran = {**held.written, **held.results}
+        states = {**claim.handler_states, **{name: r.status for name, r in ran.items()}}
+        failing = [
+            h.name for h in handlers if states.get(h.name) not in (HandlerStatus.SUCCEEDED, HandlerStatus.PARKED)
+        ]
+        last = item.receive_count >= self.config.last_attempt
+        if failing and last:  # the retry schedule is used up: those handlers are parked too
+            for name in failing:
+                result = held.results.get(name) or HandlerResult(status=HandlerStatus.FAILED, duration_ms=0)
+                result.status = HandlerStatus.PARKED
+                result.error = f"out of retries after {item.receive_count} attempts: {errors.get(name, 'not run')}"
+                held.results[name] = result
+        parked = [
+            h.name
+            for h in handlers
+            if held.results.get(h.name, None) is not None and held.results[h.name].status == HandlerStatus.PARKED
+        ]
+        parked += [n for n, st in claim.handler_states.items() if st == HandlerStatus.PARKED and n not in held.results]
+        error = "; ".join(f"{name}: {text}" for name, text in errors.items()) or None
+
+        if not failing and not parked:
             held.finish(status=COMPLETED)
             emit("EventProcessed", eventType=metric_type)
             if event.occurred_at is not None:
                 lag = (datetime.now(UTC) - event.occurred_at).total_seconds() * 1000
                 emit("ProcessingLag", value=max(0.0, lag), unit=MetricUnit.Milliseconds, eventType=metric_type)
             return Outcome(item.message_id, event.event_id, event.type, Result.PROCESSED)
-        if permanent:
-            held.finish(status=FAILED, error=error, parked=True)
-            return self._send_to_dlq(item, event.event_id, event.type, error)
-        last = item.receive_count >= self.config.last_attempt
-        held.finish(status=FAILED, error=error, parked=last)
-        emit("EventFailed", eventType=metric_type)
-        if last:  # the retry schedule is used up: park it now, with the record and an alert
-            reason = f"out of retries after {item.receive_count} attempts: {error}"
+        if failing and not last:  # retried; a handler parked meanwhile waits for the others
+            held.finish(status=FAILED, error=error)
+            emit("EventFailed", eventType=metric_type)
+            return Outcome(item.message_id, event.event_id, event.type, Result.FAILED, error)
+        # Every handler succeeded or is parked, and some are: park the event (DLQ, alert).
+        reason = error or "parked handlers: " + ", ".join(sorted(set(parked)))
+        if failing:
+            reason = f"out of retries after {item.receive_count} attempts: {reason}"
+        held.finish(status=FAILED, error=reason, parked=True)
+        if failing:
+            emit("EventFailed", eventType=metric_type)
             return self._send_to_dlq(item, event.event_id, event.type, reason, headline=OUT_OF_RETRIES)
-        return Outcome(item.message_id, event.event_id, event.type, Result.FAILED, error)
+        return self._send_to_dlq(item, event.event_id, event.type, reason)
+
+    @staticmethod
+    def _pending(handlers: list[Handler], claim: Claim) -> list[Handler]:
+        """The handlers to run now: not succeeded, and not parked unless the whole event was
+        parked and is being tried again (a redrive, an operator's retry)."""
+        states = claim.handler_states
+        again = bool(claim.item.get("parked"))
+        return [
+            h
+            for h in handlers
+            if states.get(h.name) != HandlerStatus.SUCCEEDED and (states.get(h.name) != HandlerStatus.PARKED or again)
+        ]
 
     def _run_pending(
         self, event: WebhookEvent, pending: list[Handler], held: HeldClaim, context: Any
-    ) -> tuple[str | None, bool]:
-        """Run the handlers not yet succeeded, in order; the first failure stops the rest.
+    ) -> dict[str, str]:
+        """Run every pending handler, in order, whatever the others do: one failing integration
+        never blocks another. A ``PermanentError`` parks that handler alone.
 
-        Returns the error (None when all succeeded) and whether it was permanent.
+        Returns each failed (or not started) handler's error.
         """
+        errors: dict[str, str] = {}
         for index, handler in enumerate(pending):
             remaining = context.get_remaining_time_in_millis() if context is not None else None
             if remaining is not None and remaining < self.config.time_margin_ms:
-                return f"not started {handler.name}: {remaining} ms left in this invocation", False
+                for skipped in pending[index:]:
+                    errors[skipped.name] = f"not started: {remaining} ms left in this invocation"
+                break
             result = self._run_handler(handler, event)
             held.results[handler.name] = result
             if result.status != HandlerStatus.SUCCEEDED:
-                return f"{handler.name}: {result.error}", result.permanent
-            if index + 1 < len(pending) and not handler.idempotent:
+                if result.permanent:
+                    result.status = HandlerStatus.PARKED
+                errors[handler.name] = result.error or "failed"
+            elif index + 1 < len(pending) and not handler.idempotent:
                 held.checkpoint(handler.name)
-        return None, False
+        return errors
 
     def _not_claimed(self, item: _Item, event: WebhookEvent, kind: str, lease_left: float, metric_type: str) -> Outcome:
         if kind == ClaimKind.DUPLICATE:

@@ -54,8 +54,11 @@ class Status(StrEnum):
 
 
 class HandlerStatus(StrEnum):
+    """One handler's state on an event: each handler of an event is independent."""
+
     SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
+    FAILED = "FAILED"  # will be retried
+    PARKED = "PARKED"  # given up on: a PermanentError, or out of retries
 
 
 class ClaimKind(StrEnum):
@@ -138,6 +141,11 @@ class Claim:
     @property
     def attempts(self) -> int:
         return int(self.item.get("attempts", 0))
+
+    @property
+    def handler_states(self) -> dict[str, HandlerStatus]:
+        handlers = self.item.get("handlers") or {}
+        return {name: HandlerStatus(result.get("status")) for name, result in handlers.items()}
 
     def lease_left(self, now: float) -> float:
         """Seconds until the holder's lease ends (0 when there is none)."""
@@ -413,7 +421,14 @@ class EventStore:
 
     # -- retry requested by an operator ------------------------------------------------------
     def request_retry(
-        self, event_id: str, *, observed: dict[str, Any], token: str, force: bool = False, now: float | None = None
+        self,
+        event_id: str,
+        *,
+        observed: dict[str, Any],
+        token: str,
+        force: bool = False,
+        rerun: tuple[str, ...] = (),
+        now: float | None = None,
     ) -> bool:
         """Set the event QUEUED for a retry, if it is still as ``observed``; True if it is now ours to send.
 
@@ -425,9 +440,15 @@ class EventStore:
         sets = ["#s = :queued", "updatedAt = :now", "retryRequestedAt = :now", "retryToken = :rt"]
         values: dict[str, Any] = {":queued": QUEUED, ":now": _iso(now), ":rt": token}
         values[":observed"] = observed.get("status")
+        names = {"#s": "status"}
+        removes = ["parked", "leaseUntil", "stalledAt"]
         if force:
             sets.append("handlers = :empty")
             values[":empty"] = {}
+        else:  # the handlers to run again (parked ones, or the one asked for): forget their result
+            for index, name in enumerate(rerun):
+                names[f"#r{index}"] = name
+                removes.append(f"handlers.#r{index}")
         condition = "#s = :observed"
         if observed.get("status") == IN_PROGRESS:
             condition += " AND leaseUntil < :epoch"
@@ -441,12 +462,12 @@ class EventStore:
             self.client.update_item(
                 TableName=self.table,
                 Key={"eventId": {"S": event_id}},
-                UpdateExpression="SET " + ", ".join(sets) + " REMOVE parked, leaseUntil, stalledAt",
+                UpdateExpression="SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes),
                 # Our own earlier write (a lost reply's retry) only while nobody has claimed
                 # the event since: re-applied over a live claim, it would free the event for a
                 # second worker while the first runs its handlers.
                 ConditionExpression=f"({condition}) OR (retryToken = :rt AND #s = :queued)",
-                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values),
             )
         except ClientError as exc:

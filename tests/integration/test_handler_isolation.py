@@ -1,0 +1,110 @@
+"""Each handler on its own: one failing or parked integration never blocks another."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import boto3
+
+from devtools import samples
+from mx_webhooks.admin import Admin, AdminConfig
+from mx_webhooks.registry import PermanentError
+from tests.conftest import REGION, receive_all, sqs_record
+
+
+def _body(event_id: str) -> str:
+    return samples.encode(samples.generic_payload("workorder.created", event_id=event_id)).decode()
+
+
+def test_a_failing_handler_does_not_stop_the_other_which_runs_once(consumer, registry, store):
+    consumer.config = consumer.config.model_copy(update={"max_receive_count": 10})  # this stack's 3 parks on try 3
+    # Given two handlers on one type, one failing its first three attempts
+    runs: Counter[str] = Counter()
+
+    @registry.on("workorder.created", name="notify")
+    def notify(event: Any) -> None:
+        runs["notify"] += 1
+
+    @registry.on("workorder.created", name="sync")
+    def sync(event: Any) -> None:
+        runs["sync"] += 1
+        if runs["sync"] <= 3:
+            raise ConnectionError("CRM is down")
+
+    # When the event is delivered four times (the first three fail)
+    dynamodb_calls: list[str] = []
+    consumer.store.client.meta.events.register(
+        "before-call.dynamodb", lambda model, **_: dynamodb_calls.append(model.name)
+    )
+    body = _body("evt_iso")
+    results = [
+        consumer.process_batch({"Records": [sqs_record(body, event_id="evt_iso", receive_count=n)]}, None)
+        for n in (1, 2, 3, 4)
+    ]
+    calls = Counter(dynamodb_calls)
+
+    # Then notify ran once, on the first attempt (registered first, it did not wait for
+    # sync); sync succeeded on its fourth; the event is complete
+    assert [len(r["batchItemFailures"]) for r in results] == [1, 1, 1, 0]
+    assert runs == Counter({"notify": 1, "sync": 4})
+    item = store.get("evt_iso")
+    assert item["status"] == "COMPLETED" and item["attempts"] == 4
+    assert {n: h["status"] for n, h in item["handlers"].items()} == {"notify": "SUCCEEDED", "sync": "SUCCEEDED"}
+    # DynamoDB writes for the event with one failing handler: claim, checkpoint (notify, not
+    # idempotent, is followed by sync), finish on the first attempt; claim + finish per retry
+    assert calls == Counter({"UpdateItem": 3 + 2 * 3})
+
+
+def test_a_permanent_error_parks_that_handler_alone_and_retry_handler_runs_only_it(
+    consumer, registry, store, stack, lambda_context
+):
+    # Given three handlers, one of which raises PermanentError (a bad mapping)
+    runs: Counter[str] = Counter()
+    broken = {"on": True}
+
+    @registry.on("workorder.created", name="notify")
+    def notify(event: Any) -> None:
+        runs["notify"] += 1
+
+    @registry.on("workorder.created", name="mapping")
+    def mapping(event: Any) -> None:
+        runs["mapping"] += 1
+        if broken["on"]:
+            raise PermanentError("no such asset in the CRM")
+
+    @registry.on("workorder.created", name="history")
+    def history(event: Any) -> None:
+        runs["history"] += 1
+
+    # When the event is consumed
+    result = consumer.process_batch({"Records": [sqs_record(_body("evt_perm_one"), event_id="evt_perm_one")]}, None)
+
+    # Then the others ran and succeeded, only mapping is parked; the event is parked (DLQ, listed)
+    assert result == {"batchItemFailures": []}
+    item = store.get("evt_perm_one")
+    assert {n: h["status"] for n, h in item["handlers"].items()} == {
+        "notify": "SUCCEEDED",
+        "mapping": "PARKED",
+        "history": "SUCCEEDED",
+    }
+    assert item["status"] == "FAILED" and item["parked"] is True
+    assert len(receive_all(stack.dlq_url)) == 1
+    config = AdminConfig(TABLE_NAME=stack.table_name, QUEUE_URL=stack.queue_url, DLQ_URL=stack.dlq_url)
+    admin = Admin(config, boto3.client("dynamodb", region_name=REGION), boto3.client("sqs", region_name=REGION))
+    listed = admin.list_events(status="FAILED")["items"]
+    assert [(i["eventId"], i.get("parked")) for i in listed] == [("evt_perm_one", True)]
+
+    # When the mapping is fixed and the operator retries that handler alone
+    broken["on"] = False
+    answer = admin.retry("evt_perm_one", handler="mapping")
+    (message,) = receive_all(stack.queue_url)
+    consumer.process_batch(
+        {"Records": [sqs_record(message["Body"], event_id="evt_perm_one", receive_count=1)]}, lambda_context
+    )
+
+    # Then only mapping ran again, and the event is complete and no longer parked
+    assert answer["handler"] == "mapping"
+    assert runs == Counter({"notify": 1, "mapping": 2, "history": 1})
+    item = store.get("evt_perm_one")
+    assert item["status"] == "COMPLETED" and "parked" not in item
