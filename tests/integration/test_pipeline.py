@@ -434,9 +434,28 @@ def test_two_handlers_with_side_effects_are_separated_by_a_checkpoint(consumer, 
     assert set(store.get("evt_cp")["handlers"]) == {"create_follow_up", "notify_slack"}
 
 
-def test_a_held_event_comes_back_on_the_backoff_schedule_and_its_wait_is_logged(consumer, registry, stack, output):
+def test_a_held_event_is_recorded_waiting_and_comes_back_on_the_backoff_schedule(
+    consumer, registry, stack, store, output
+):
     # Given a later event of a work order held behind its failing earlier one
-    seen, first, later = _two_transitions(registry, 17)
+    seen: list[str] = []
+    down = {"on": True}
+
+    @registry.on("workorder.updated")
+    def track(event):
+        if event.new_status == "IN_PROGRESS" and down["on"]:
+            raise RuntimeError("history store down")
+        seen.append(event.new_status)
+
+    first = {
+        "eventType": "WORK_ORDER_STATUS_CHANGE",
+        "occurredAt": "2026-09-14T13:00:01Z",
+        "orgId": 1,
+        "workOrderId": 17,
+        "oldStatus": "OPEN",
+        "newStatus": "IN_PROGRESS",
+    }
+    later = {**first, "occurredAt": "2026-09-14T13:00:02Z", "oldStatus": "IN_PROGRESS", "newStatus": "DONE"}
     sqs = boto3.client("sqs", region_name=REGION)
     for payload in (first, later):
         sqs.send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps(payload))
@@ -450,7 +469,19 @@ def test_a_held_event_comes_back_on_the_backoff_schedule_and_its_wait_is_logged(
     # When the batch runs
     consumer.process_batch({"Records": records}, LambdaContext())
 
-    # Then both come back after the first backoff (30 s), not the queue's 360 s, and the hold is logged
+    # Then both come back after the first backoff (30 s), not the queue's 360 s, the hold is
+    # logged, and the held event is recorded WAITING with the id it waits for
     assert delays == [30, 30]
-    held = [line for line in output() if line.get("message") == "event held"]
-    assert len(held) == 1 and held[0]["waiting_for"]
+    (held,) = [line for line in output() if line.get("message") == "event held"]
+    waiting = store.get(held["event_id"])
+    assert waiting["status"] == "WAITING" and waiting["waitingFor"] == held["waiting_for"]
+    assert store.get(held["waiting_for"])["status"] == "FAILED"
+
+    # And once the earlier one succeeds, the held one runs after it and is no longer waiting
+    down["on"] = False
+    for record in records:
+        record["attributes"]["ApproximateReceiveCount"] = "2"
+    consumer.process_batch({"Records": records}, LambdaContext())
+    assert seen == ["IN_PROGRESS", "DONE"]
+    done = store.get(held["event_id"])
+    assert done["status"] == "COMPLETED" and "waitingFor" not in done

@@ -274,8 +274,12 @@ class Consumer:
                 event = item.event
                 assert event is not None  # invalid items are never grouped with others
                 held = Outcome(item.message_id, event.event_id, event.type, Result.HELD, f"waiting for {blocked_by}")
-                # Back on the backoff schedule, not after the queue's whole visibility timeout,
-                # and logged, so the wait is seen.
+                # Recorded WAITING (listed and shown), logged, and back on the backoff
+                # schedule, not after the queue's whole visibility timeout.
+                try:
+                    self.store.mark_waiting(self._meta(item, event), waiting_for=blocked_by)
+                except Exception:  # the record is a view of the wait; the message is what keeps it
+                    logger.warning("could not record the wait", exc_info=True)
                 self._after_failure(item, held)
                 logger.info(
                     "event held",

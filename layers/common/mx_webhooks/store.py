@@ -51,6 +51,7 @@ class Status(StrEnum):
     FAILED = "FAILED"
     IGNORED = "IGNORED"
     QUEUED = "QUEUED"
+    WAITING = "WAITING"  # held behind an earlier event of its work order or request (``waitingFor``)
 
 
 class HandlerStatus(StrEnum):
@@ -73,6 +74,7 @@ COMPLETED = Status.COMPLETED
 FAILED = Status.FAILED
 IGNORED = Status.IGNORED
 QUEUED = Status.QUEUED
+WAITING = Status.WAITING
 STATUSES = tuple(Status)
 
 INVALID_PREFIX = f"invalid{SCOPE_SEPARATOR}"
@@ -211,6 +213,7 @@ class EventStore:
             ":in_progress": IN_PROGRESS,
             ":failed": FAILED,
             ":queued": QUEUED,
+            ":waiting": WAITING,
             ":now": int(now),
             ":now_iso": _iso(now),
             ":day": list_day(now),
@@ -257,7 +260,7 @@ class EventStore:
                 ConditionExpression=(
                     "attribute_not_exists(eventId) OR ("
                     + same_payload
-                    + " AND (#s IN (:failed, :queued) OR (#s = :in_progress AND leaseUntil < :now)))"
+                    + " AND (#s IN (:failed, :queued, :waiting) OR (#s = :in_progress AND leaseUntil < :now)))"
                 ),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values),
@@ -308,6 +311,7 @@ class EventStore:
         }
         # None removes it: an event completed by a redrive or a retry is no longer parked
         extra["parked"] = True if parked else None
+        extra["waitingFor"] = None
         self._update_owned(event_id, token, results, extra_sets=extra, now=now, release=True)
 
     def release(self, event_id: str, token: str, *, results: dict[str, HandlerResult], error: str) -> None:
@@ -529,6 +533,62 @@ class EventStore:
                 ),
                 ConditionExpression="claimToken = :token AND leaseUntil < :epoch",
                 ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=to_item(values),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # -- held for ordering ----------------------------------------------------------------------
+    def mark_waiting(self, meta: dict[str, Any], *, waiting_for: str, now: float | None = None) -> bool:
+        """Record an event held behind an earlier, unfinished event of its entity: WAITING, with
+        the id it waits for, so the wait is listed and shown (``admin list --status WAITING``).
+
+        Only over a record nobody holds or finished (new, FAILED, QUEUED, WAITING); the same
+        values again after a lost reply. Returns False when the record was not changed.
+        """
+        now = time.time() if now is None else now
+        names = {"#s": "status", "#ttl": "ttl"}
+        values: dict[str, Any] = {
+            ":waiting": WAITING,
+            ":failed": FAILED,
+            ":queued": QUEUED,
+            ":for": waiting_for,
+            ":now": _iso(now),
+            ":day": list_day(now),
+            ":empty": {},
+            ":ttl": int(now + self.ttl_days * 86400),
+        }
+        sets = [
+            "#s = :waiting",
+            "waitingFor = :for",
+            "updatedAt = :now",
+            "firstSeenAt = if_not_exists(firstSeenAt, :now)",
+            "listDay = if_not_exists(listDay, :day)",
+            "handlers = if_not_exists(handlers, :empty)",
+            "#ttl = if_not_exists(#ttl, :ttl)",
+        ]
+        for index, (key, value) in enumerate(sorted(meta.items())):
+            if value is None or key == "eventId":
+                continue
+            names[f"#m{index}"] = key
+            values[f":m{index}"] = value
+            sets.append(f"#m{index} = if_not_exists(#m{index}, :m{index})")
+        same_payload = "(:for = :for)"
+        if meta.get("payloadSha"):
+            same_payload = "(attribute_not_exists(payloadSha) OR payloadSha = :sha)"
+            values[":sha"] = meta["payloadSha"]
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"eventId": {"S": meta["eventId"]}},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=(
+                    f"attribute_not_exists(eventId) OR ({same_payload} AND #s IN (:failed, :queued, :waiting))"
+                ),
+                ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values),
             )
         except ClientError as exc:
