@@ -5,7 +5,7 @@ Talks to DynamoDB and SQS with boto3 directly, under the operator's own credenti
 
     make admin ARGS="list --status FAILED --since 12h"
     make admin ARGS="show mx_3f2a..."
-    make admin ARGS="retry mx_3f2a... [--force]"
+    make admin ARGS="retry mx_3f2a... [--force | --handler NAME]"
     make admin ARGS="retry-failed --since 2026-09-14T00:00:00Z --limit 200 [--dry-run]"
     make admin ARGS="dlq peek"   /   make admin ARGS="dlq redrive"
 
@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     retry = command(commands, "retry", help="re-enqueue one event (succeeded handlers are skipped)")
     retry.add_argument("event_id")
     retry.add_argument("--force", action="store_true", help="rerun every handler, also on a COMPLETED event")
+    retry.add_argument("--handler", help="rerun this one handler only (e.g. the one parked by a PermanentError)")
 
     bulk = command(
         commands,
@@ -270,7 +271,7 @@ def _show(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
 
 
 def _retry(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
-    answer = admin.retry(args.event_id, force=args.force)
+    answer = admin.retry(args.event_id, force=args.force, handler=args.handler)
     if args.json:
         _dump(answer, out)
     else:
