@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -9,6 +10,7 @@ import boto3
 
 from devtools import samples
 from mx_webhooks.admin import Admin, AdminConfig
+from mx_webhooks.normalize import derive_event_id
 from mx_webhooks.registry import PermanentError
 from tests.conftest import REGION, receive_all, sqs_record
 
@@ -108,3 +110,35 @@ def test_a_permanent_error_parks_that_handler_alone_and_retry_handler_runs_only_
     assert runs == Counter({"notify": 1, "mapping": 2, "history": 1})
     item = store.get("evt_perm_one")
     assert item["status"] == "COMPLETED" and "parked" not in item
+
+
+def test_a_latest_only_handler_never_sees_an_older_state_across_batches(consumer, registry, store):
+    # Given a handler that wants only a work order's newest state, and one that wants every event
+    newest: list[str] = []
+    every: list[str] = []
+    registry.on("workorder.updated", name="mirror", latest_only=True)(lambda event: newest.append(event.new_status))
+    registry.on("workorder.updated", name="audit")(lambda event: every.append(event.new_status))
+
+    def change(second: int, new: str) -> dict[str, Any]:
+        return {
+            "eventType": "WORK_ORDER_STATUS_CHANGE",
+            "occurredAt": f"2026-09-14T13:00:0{second}Z",
+            "orgId": 1,
+            "workOrderId": 4242,
+            "newStatus": new,
+        }
+
+    # When the newest change arrives in one batch, and the two older ones in a later batch
+    consumer.process_batch({"Records": [sqs_record(json.dumps(change(3, "DONE")))]}, None)
+    later = [sqs_record(json.dumps(change(1, "IN_PROGRESS"))), sqs_record(json.dumps(change(2, "ON_HOLD")))]
+    result = consumer.process_batch({"Records": later}, None)
+
+    # Then the latest-only handler saw only the newest; the older ones are SKIPPED (stale) for
+    # it, while the other handler saw all three; every event is complete
+    assert result == {"batchItemFailures": []}
+    assert newest == ["DONE"] and sorted(every) == ["DONE", "IN_PROGRESS", "ON_HOLD"]
+    for record in later:
+        item = store.get(derive_event_id(json.loads(record["body"])))
+        assert item["status"] == "COMPLETED"
+        assert item["handlers"]["mirror"]["status"] == "SKIPPED" and "stale" in item["handlers"]["mirror"]["error"]
+        assert item["handlers"]["audit"]["status"] == "SUCCEEDED"

@@ -350,9 +350,8 @@ class Consumer:
         errors = self._run_pending(event, pending, held, context)
         ran = {**held.written, **held.results}
         states = {**claim.handler_states, **{name: r.status for name, r in ran.items()}}
-        failing = [
-            h.name for h in handlers if states.get(h.name) not in (HandlerStatus.SUCCEEDED, HandlerStatus.PARKED)
-        ]
+        settled = (HandlerStatus.SUCCEEDED, HandlerStatus.SKIPPED, HandlerStatus.PARKED)
+        failing = [h.name for h in handlers if states.get(h.name) not in settled]
         last = item.receive_count >= self.config.last_attempt
         if failing and last:  # the retry schedule is used up: those handlers are parked too
             for name in failing:
@@ -398,7 +397,8 @@ class Consumer:
         return [
             h
             for h in handlers
-            if states.get(h.name) != HandlerStatus.SUCCEEDED and (states.get(h.name) != HandlerStatus.PARKED or again)
+            if states.get(h.name) not in (HandlerStatus.SUCCEEDED, HandlerStatus.SKIPPED)
+            and (states.get(h.name) != HandlerStatus.PARKED or again)
         ]
 
     def _run_pending(
@@ -416,6 +416,11 @@ class Consumer:
                 for skipped in pending[index:]:
                     errors[skipped.name] = f"not started: {remaining} ms left in this invocation"
                 break
+            if handler.latest_only and self._stale(handler, event):
+                held.results[handler.name] = HandlerResult(
+                    status=HandlerStatus.SKIPPED, duration_ms=0, error=f"stale: a newer event of {event.entity_key}"
+                )
+                continue
             result = self._run_handler(handler, event)
             held.results[handler.name] = result
             if result.status != HandlerStatus.SUCCEEDED:
@@ -425,6 +430,12 @@ class Consumer:
             elif index + 1 < len(pending) and not handler.idempotent:
                 held.checkpoint(handler.name)
         return errors
+
+    def _stale(self, handler: Handler, event: WebhookEvent) -> bool:
+        """A ``latest_only`` handler has already handled a newer event of this entity."""
+        if event.occurred_at is None or event.entity_key.startswith("event:"):
+            return False  # no time or no entity to order by: run it
+        return not self.store.advance_newest(handler.name, event.entity_key, iso(event.occurred_at.timestamp()))
 
     def _not_claimed(self, item: _Item, event: WebhookEvent, kind: str, lease_left: float, metric_type: str) -> Outcome:
         if kind == ClaimKind.DUPLICATE:

@@ -26,6 +26,9 @@ class Handler:
     func: HandlerFunc
     types: tuple[str, ...]
     idempotent: bool = False
+    # Wants only the newest state of its entity: never run with an event older than one it
+    # already handled for the same work order or request (then recorded SKIPPED, stale).
+    latest_only: bool = False
 
     def __call__(self, event: Any) -> Any:
         return self.func(event)
@@ -36,9 +39,13 @@ class Registry:
         self._handlers: list[Handler] = []
 
     def on(
-        self, *event_types: str, name: str | None = None, idempotent: bool = False
+        self, *event_types: str, name: str | None = None, idempotent: bool = False, latest_only: bool = False
     ) -> Callable[[HandlerFunc], HandlerFunc]:
-        """Register the decorated function for ``event_types`` (``"*"`` = every event)."""
+        """Register the decorated function for ``event_types`` (``"*"`` = every event).
+
+        ``latest_only``: across batches and retries, the handler never sees an event of a
+        work order or request older (by ``occurredAt``) than one it already handled for it.
+        """
         if not event_types:
             raise ValueError("on() needs at least one event type")
 
@@ -46,7 +53,7 @@ class Registry:
             handler_name = name or f"{func.__module__.rsplit('.', 1)[-1]}.{func.__name__}"
             if any(h.name == handler_name for h in self._handlers):
                 raise ValueError(f"a handler named {handler_name!r} is already registered")
-            self._handlers.append(Handler(handler_name, func, tuple(event_types), idempotent))
+            self._handlers.append(Handler(handler_name, func, tuple(event_types), idempotent, latest_only))
             return func
 
         return decorator

@@ -60,6 +60,7 @@ class HandlerStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"  # will be retried
     PARKED = "PARKED"  # given up on: a PermanentError, or out of retries
+    SKIPPED = "SKIPPED"  # stale: a newer event of its entity was already handled (``latest_only``)
 
 
 class ClaimKind(StrEnum):
@@ -534,6 +535,33 @@ class EventStore:
                 ConditionExpression="claimToken = :token AND leaseUntil < :epoch",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues=to_item(values),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # -- newest state per entity ------------------------------------------------------------
+    def advance_newest(self, handler: str, entity_key: str, occurred_at: str, now: float | None = None) -> bool:
+        """Move a ``latest_only`` handler's watermark for an entity to ``occurred_at``; False when
+        it already handled a newer event of that entity (this one is stale).
+
+        One item per (handler, entity) in this table, keyed ``newest~<handler>~<entity>``:
+        outside both listing indexes (no status, no listDay), expiring with the events.
+        Equal times pass, so a retry of the same event (or a lost reply's retry) runs.
+        """
+        now = time.time() if now is None else now
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"eventId": {"S": f"newest{SCOPE_SEPARATOR}{handler}{SCOPE_SEPARATOR}{entity_key}"}},
+                UpdateExpression="SET newest = :t, updatedAt = :now, #ttl = :ttl",
+                ConditionExpression="attribute_not_exists(newest) OR newest <= :t",
+                ExpressionAttributeNames={"#ttl": "ttl"},
+                ExpressionAttributeValues=to_item(
+                    {":t": occurred_at, ":now": _iso(now), ":ttl": int(now + self.ttl_days * 86400)}
+                ),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
