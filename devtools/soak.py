@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         moto.stop()
     print()
     _progress(runs, steps, time.monotonic() - started, schedules, interleavings, pairs, failed)
-    print(f"handler reruns in the at-least-once window (a success that never reached the table): {reruns}")
+    why = ", ".join(f"{k[7:]} {v}" for k, v in sorted(outcomes.items()) if k.startswith("rerun: "))
+    print(f"handler reruns in the at-least-once window (a success that never reached the table): {reruns} ({why})")
     ends = {k: v for k, v in sorted(outcomes.items()) if k.startswith("end ")}
     print("events at the end of their runs:", ", ".join(f"{k[4:]} {v}" for k, v in ends.items()) or "none")
     print("known bugs met (tolerated):", ", ".join(f"{k} x{v}" for k, v in tolerated.items()) or "none")

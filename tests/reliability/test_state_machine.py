@@ -281,13 +281,17 @@ def test_the_checks_catch_a_consumer_that_acknowledges_busy_copies(aws: None, mo
         assert any("invariant 1" in v for v in world.violations), world.violations
 
 
-# -- regression tests: bugs the simulation found (KNOWN_BUGS), each with its minimal schedule ---------
+# -- regression tests: bugs the simulation found, each with its minimal schedule -------------------------
+#
+# A new bug goes in as a KnownBug (tests/sim/world.py) and a test here marked ``@_xfail(name)``,
+# which asserts ``_expect_fixed(world, symptom)``; when its fix lands the test passes, strict xfail
+# fails it, and the marker comes off: the test stays, guarding the fix.
 
 KNOWN = {bug.name: bug for bug in KNOWN_BUGS}
 
 
 class StillBroken(Exception):
-    """The bug's symptom is still there (the expected failure of a regression test)."""
+    """The bug's symptom is still there (the expected failure of a test marked ``_xfail``)."""
 
 
 def _xfail(name: str) -> Any:
@@ -295,7 +299,7 @@ def _xfail(name: str) -> Any:
 
 
 def _expect_fixed(world: World, symptom: str) -> None:
-    """Pass when the schedule breaks nothing; raise ``StillBroken`` when it shows this bug's
+    """Pass when the schedule breaks nothing; raise ``StillBroken`` when it shows the bug's
     symptom; fail outright (AssertionError) when it breaks something else."""
     if not world.violations:
         return
@@ -316,8 +320,25 @@ def _replay_strict(schedule: list[tuple[Any, ...]]) -> World:
     return world
 
 
-@_xfail("test_regression_admin_retry_reply_lost_requeues_an_event_a_worker_holds")
+@_xfail("test_regression_sweep_takes_a_refused_delivery_in_the_dlq_for_the_event_it_names")
+def test_regression_sweep_takes_a_refused_delivery_in_the_dlq_for_the_event_it_names(aws: None) -> None:
+    schedule: list[tuple[Any, ...]] = [
+        ("deliver", "new", 0, OK),  # evt-1
+        ("settle",),  # evt-1 completes
+        ("deliver", "forged", 0, OK),  # {"id": "evt-1", "type": "workorder.created", "data": [1]}
+    ]
+    for _ in range(MAX_RECEIVE):  # every receive of it dies before the consumer records anything
+        schedule += [("receive", 1, 0), ("advance", 0, KILL), ("tick", 400)]
+    world = _replay_strict(schedule)  # the queue moves it to the DLQ; the sweep looks up evt-1: COMPLETED
+    _expect_fixed(world, r"invalid~\w+ reached the DLQ through the queue's redrive policy \(no record")
+
+
 def test_regression_admin_retry_reply_lost_requeues_an_event_a_worker_holds(aws: None) -> None:
+    """Found by the simulation, fixed in 1a802ab: request_retry's condition ended in `OR retryToken = :rt`
+    and nothing removed the token: when its reply was lost and a worker claimed the QUEUED event before
+    botocore's retry, the retry was applied again over the live claim (QUEUED, lease removed) and a
+    second worker ran the handlers at the same time.
+    """
     world = _replay_strict(
         [
             ("deliver", "new", 0, OK),  # evt-1, workorder.created: search.index, then crm.notify
@@ -348,8 +369,11 @@ def test_regression_admin_retry_reply_lost_requeues_an_event_a_worker_holds(aws:
     _expect_fixed(world, r"IN_PROGRESS with a live lease .* changed to QUEUED by admin")
 
 
-@_xfail("test_regression_refused_checkpoint_drops_the_handler_success")
 def test_regression_refused_checkpoint_drops_the_handler_success(aws: None) -> None:
+    """Found by the simulation, fixed in 1a802ab: HeldClaim.checkpoint popped the result before writing it:
+    a refused checkpoint left the release without that handler's success, and the retry ran the handler
+    again.
+    """
     world = _replay_strict(
         [
             ("deliver", "new", 5, OK),  # MaintainX WORK_ORDER_STATUS_CHANGE to DONE: three handlers
@@ -364,8 +388,12 @@ def test_regression_refused_checkpoint_drops_the_handler_success(aws: None) -> N
     _expect_fixed(world, r"without recording that history.append succeeded")
 
 
-@_xfail("test_regression_no_alert_when_the_last_receives_die_before_the_claim")
 def test_regression_no_alert_when_the_last_receives_die_before_the_claim(aws: None) -> None:
+    """Found by the simulation, fixed in 1a802ab: when the invocations of an event's last receives died
+    before their claim, SQS moved the message to the DLQ and no alert named the event (only
+    DLQNotEmptyAlarm, which does not notify again while the DLQ holds older messages); the sweep now
+    alerts them.
+    """
     schedule: list[tuple[Any, ...]] = [
         ("deliver", "new", 0, OK),
         ("receive", 1, 0),
@@ -382,8 +410,11 @@ def test_regression_no_alert_when_the_last_receives_die_before_the_claim(aws: No
     _expect_fixed(world, r"reached the DLQ through the queue's redrive policy")
 
 
-@_xfail("test_regression_no_alert_when_killed_between_parking_and_publishing")
 def test_regression_no_alert_when_killed_between_parking_and_publishing(aws: None) -> None:
+    """Found by the simulation, fixed in 1a802ab: an invocation that recorded an event parked and died
+    before its SNS publish left it parked without an alert; the sweep now alerts parked events no alert
+    has named.
+    """
     schedule: list[tuple[Any, ...]] = [("deliver", "new", 6, OK)]  # evt-1, request.created: ticket.open
     for _ in range(MAX_RECEIVE - 1):  # the first receives die at once
         schedule += [("receive", 1, 0), ("advance", 0, KILL), ("tick", 400)]
@@ -420,8 +451,11 @@ def test_regression_a_parked_event_completed_later_no_longer_says_parked(aws: No
     assert not world.final_records["evt-1"].get("parked")
 
 
-@_xfail("test_regression_retry_failed_runs_a_delivery_refused_for_reusing_an_event_id")
 def test_regression_retry_failed_runs_a_delivery_refused_for_reusing_an_event_id(aws: None) -> None:
+    """Found by the simulation, fixed in 1a802ab: retry-failed re-sent a delivery refused for reusing
+    another payload's id with eventId = its invalid~ key, and the consumer ran its handlers under that
+    key.
+    """
     world = _replay_strict(
         [
             ("deliver", "new", 0, OK),  # evt-1, workorder.created
@@ -434,8 +468,11 @@ def test_regression_retry_failed_runs_a_delivery_refused_for_reusing_an_event_id
     _expect_fixed(world, r"ran a delivery that was refused")
 
 
-@_xfail("test_regression_retrying_a_large_refused_delivery_strands_it_queued")
 def test_regression_retrying_a_large_refused_delivery_strands_it_queued(aws: None) -> None:
+    """Found by the simulation, fixed in 1a802ab: retrying a refused delivery re-sent its body as recorded,
+    cut to 200,000 characters: no longer JSON, it was parked under another key and the retried record
+    stayed QUEUED for good.
+    """
     world = _replay_strict(
         [
             ("deliver", "new", 0, OK),  # evt-1
@@ -448,8 +485,10 @@ def test_regression_retrying_a_large_refused_delivery_strands_it_queued(aws: Non
     _expect_fixed(world, r"ended QUEUED")
 
 
-@_xfail("test_regression_retrying_a_parked_invalid_delivery_rewrites_its_claimed_event_id")
 def test_regression_retrying_a_parked_invalid_delivery_rewrites_its_claimed_event_id(aws: None) -> None:
+    """Found by the simulation, fixed in 1a802ab: retrying a parked invalid delivery re-sent it with
+    eventId = its own invalid~ key, and the consumer overwrote claimedEventId with that key.
+    """
     world = _replay_strict(
         [
             ("deliver", "new", 0, OK),  # evt-1

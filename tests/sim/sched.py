@@ -115,6 +115,7 @@ class Scheduler:
     def __init__(self, clock: VirtualClock) -> None:
         self.clock = clock
         self.live: list[Actor] = []
+        self.by_name: dict[str, Actor] = {}
         self._by_thread: dict[int, Actor] = {}
         self._back = threading.Semaphore(0)
         self._count = 0
@@ -135,6 +136,7 @@ class Scheduler:
         actor.thread.start()
         self._back.acquire()  # paused at "start"
         self.live.append(actor)
+        self.by_name[actor.name] = actor
         return actor
 
     def checkpoint(self, label: str) -> int:

@@ -159,69 +159,22 @@ class KnownBug:
     guard: Callable[[Actor, int], int] | None = None
 
 
-def _admin_retry_lost_reply(actor: Actor, fault: int) -> int:
-    command = (actor.info.get("command") or ("",))[0]
-    retrying = actor.kind == "admin" and command in ("retry", "retry_force", "retry_failed")
-    return OK if retrying and fault == LOST and actor.pending.startswith("dynamodb.update_item[retry]") else fault
-
-
-def _refused_checkpoint(actor: Actor, fault: int) -> int:
-    return OK if fault == FAIL and actor.pending.startswith("dynamodb.update_item[checkpoint]") else fault
-
-
+# Bugs found so far are all fixed, each guarded by a passing regression test (test_state_machine.py):
+# a lost-reply retry of an admin retry re-queued an event a worker had claimed since; a refused
+# checkpoint dropped the handler's success; the last receives dying before the claim, or a kill
+# between parking and alerting, left a parked event without an alert; retry-failed ran deliveries
+# refused for reusing an id, re-sent a refused body cut to 200,000 characters (stranding the
+# record QUEUED) and rewrote claimedEventId; a parked event completed later still said parked.
 KNOWN_BUGS: tuple[KnownBug, ...] = (
     KnownBug(
-        "test_regression_admin_retry_reply_lost_requeues_an_event_a_worker_holds",
-        "EventStore.request_retry's condition ends in `OR retryToken = :rt`, and nothing removes the "
-        "token: when its reply is lost and a worker claims the QUEUED event before botocore's retry "
-        "(an old message of it comes back), the retry is applied again over the live claim: status "
-        "QUEUED, lease removed, while the worker runs its handlers; a second worker can claim it and "
-        "run them at the same time, and the first worker's finish turns QUEUED into COMPLETED",
-        guard=_admin_retry_lost_reply,
-    ),
-    KnownBug(
-        "test_regression_refused_checkpoint_drops_the_handler_success",
-        "HeldClaim.checkpoint pops the handler's result before writing it: when the checkpoint write is "
-        "refused (throttled past the SDK's retries), the release that follows records the attempt "
-        "without that handler's success, and the retry runs the (non-idempotent) handler again",
-        guard=_refused_checkpoint,
-    ),
-    KnownBug(
-        "test_regression_no_alert_when_the_last_receives_die_before_the_claim",
-        "the invocations of an event's last allowed receives die before they can claim it (a crash, a "
-        "timeout, DynamoDB refusing the claim): SQS moves the message to the DLQ, the record says FAILED "
-        "(or there is none), and no alert names the event; only DLQNotEmptyAlarm fires, and it does not "
-        "notify again while the DLQ holds older messages",
-        pattern=r"reached the DLQ through the queue's redrive policy .* no alert names it",
-    ),
-    KnownBug(
-        "test_regression_no_alert_when_killed_between_parking_and_publishing",
-        "the invocation that records an event FAILED+parked (last attempt, PermanentError, invalid "
-        "delivery) dies before its SNS publish; its next receive is SQS's move to the DLQ, so the alert "
-        "is never sent",
-        pattern=r"was parked by the consumer \(FAILED, parked\) but no alert names it",
-    ),
-    KnownBug(
-        "test_regression_retry_failed_runs_a_delivery_refused_for_reusing_an_event_id",
-        "a delivery refused because its id belongs to another payload is recorded FAILED+parked under its "
-        "invalid~ key; Admin.retry_failed (and retry) re-sends it with eventId = that key, and the consumer, "
-        "for which the body is a valid event, claims the invalid~ record and runs its handlers after all "
-        "(with no handler it turns the record IGNORED, which a later copy's park then turns FAILED)",
-        pattern=r"ran a delivery that was refused|invalid~\w+ went IGNORED -> FAILED",
-    ),
-    KnownBug(
-        "test_regression_retrying_a_large_refused_delivery_strands_it_queued",
-        "a refused delivery (invalid, or reusing another payload's id) is recorded with its body cut to "
-        "200,000 characters; Admin.retry (and retry_failed) re-sends that cut body, which is no longer "
-        "JSON: the consumer parks that under yet another invalid~ key, and the retried record stays "
-        "QUEUED for good (no message of it is left in the queue; the new alert names the other key)",
-        pattern=r"invalid~\w+ \(\w+\) ended QUEUED",
-    ),
-    KnownBug(
-        "test_regression_retrying_a_parked_invalid_delivery_rewrites_its_claimed_event_id",
-        "Admin.retry of a parked invalid delivery re-sends it with eventId = its own invalid~ key, so the "
-        "consumer records claimedEventId = that key, losing the event id the delivery named",
-        pattern=r"claimedEventId changed",
+        "test_regression_sweep_takes_a_refused_delivery_in_the_dlq_for_the_event_it_names",
+        "Admin._sweep_dlq identifies a DLQ message by its eventId attribute, but a refused delivery (an "
+        "invalid body, or another payload under an existing id) carries the id it names, not its invalid~ "
+        "key. When every receive of one dies before the consumer records it, the queue moves it to the DLQ "
+        "and the sweep looks up the event it names: finished, so the refused delivery is never alerted; "
+        "or FAILED/QUEUED (or absent), so park_by_queue records that other event parked and alerted "
+        "because of this message",
+        pattern=r"invalid~\w+ reached the DLQ through the queue's redrive policy \(no record",
     ),
 )
 
@@ -487,61 +440,31 @@ class World:
         state = "no record" if record is None else f"{record.get('status')} parked={record.get('parked', False)}"
         self.violation(f"invariant 1: deleted the last message of {key} from {where} while it is {state}")
 
+    _ALLOWED = {
+        None: {IN_PROGRESS, IGNORED, FAILED},
+        IN_PROGRESS: {IN_PROGRESS, COMPLETED, FAILED, QUEUED, IGNORED},
+        FAILED: {FAILED, IN_PROGRESS, QUEUED, IGNORED},
+        QUEUED: {QUEUED, IN_PROGRESS, IGNORED, FAILED},  # FAILED: a retried invalid delivery is parked again
+        COMPLETED: {COMPLETED, QUEUED},  # QUEUED: only by a forced retry
+        IGNORED: {IGNORED, QUEUED},
+    }
+    _FROZEN = ("payloadSha", "payload", "eventType", "source", "firstSeenAt", "claimedEventId")
+
     def after_write(
         self, key: str, call: dict[str, Any], before_item: dict[str, Any] | None, after_item: dict[str, Any] | None
     ) -> None:
         """Invariant 3, checked at every applied write: no record goes back to an earlier state."""
         actor = self.scheduler.current()
         who = actor.name if actor else "main"
-        b, a = before_item, after_item
-        if a is None:
+        if after_item is None:
             self.violation(f"invariant 3: {key} deleted by {call.get('UpdateExpression', 'a write')}")
             return
-        now = int(self.clock.now)
-        bs, as_ = (b or {}).get("status"), a.get("status")
-        allowed = {
-            None: {IN_PROGRESS, IGNORED, FAILED},
-            IN_PROGRESS: {IN_PROGRESS, COMPLETED, FAILED, QUEUED, IGNORED},
-            FAILED: {FAILED, IN_PROGRESS, QUEUED, IGNORED},
-            QUEUED: {QUEUED, IN_PROGRESS, IGNORED, FAILED},  # FAILED: a retried invalid delivery is parked again
-            COMPLETED: {COMPLETED, QUEUED},
-            IGNORED: {IGNORED, QUEUED},
-        }
-        if as_ not in allowed.get(bs, set()):
-            self.violation(f"invariant 3: {key} went {bs} -> {as_}")
-        forced = as_ == QUEUED and not (a.get("handlers") or {})
-        if bs in FINISHED and as_ == QUEUED and bs == COMPLETED and not forced:
-            self.violation(f"invariant 3: {key} went COMPLETED -> QUEUED without force (handlers kept)")
-        if bs in (None, QUEUED) and as_ == FAILED and not a.get("parked"):
-            self.violation(f"invariant 3: {key} went {bs} -> FAILED but not parked")
-        if as_ in FINISHED and a.get("parked") and not (bs in FINISHED and b and b.get("parked")):
-            self.violation(f"invariant 3: {key} went {bs} -> {as_} but is still marked parked")
-        if int(a.get("attempts", 0)) < int((b or {}).get("attempts", 0)):
-            self.violation(f"invariant 3: {key} attempts went {b and b.get('attempts')} -> {a.get('attempts')}")
-        for name in ("payloadSha", "payload", "eventType", "source", "firstSeenAt", "claimedEventId"):
-            if b is not None and name in b and a.get(name) != b[name]:
-                self.violation(
-                    f"invariant 3: {key} {name} changed ({str(b[name])[:60]!r} -> {str(a.get(name))[:60]!r})"
-                )
-        if bs == IN_PROGRESS and int(b.get("leaseUntil", 0)) >= now:  # type: ignore[union-attr]
-            holder = self.token_actor.get(str(b.get("claimToken")))  # type: ignore[union-attr]
-            if holder != who:
-                self.violation(
-                    f"invariant 3: {key} IN_PROGRESS with a live lease (until {int(b.get('leaseUntil', 0)) - now}s "  # type: ignore[union-attr]
-                    f"from now, held by {holder}) changed to {as_} by {who} "
-                    f"({str(call.get('UpdateExpression', ''))[:90]})"
-                )
-        before_ok = {h for h, r in ((b or {}).get("handlers") or {}).items() if r.get("status") == "SUCCEEDED"}
-        after_ok = {h for h, r in (a.get("handlers") or {}).items() if r.get("status") == "SUCCEEDED"}
-        if before_ok - after_ok:
-            if forced and bs in (COMPLETED, IGNORED, FAILED, QUEUED, IN_PROGRESS) and not after_ok:
-                self.epochs[key] += 1  # an operator's forced retry: every handler runs again
-            else:
-                self.violation(
-                    f"invariant 3: {key} lost recorded successes {sorted(before_ok - after_ok)} ({bs} -> {as_})"
-                )
+        b, a = before_item or {}, after_item
+        self._check_status(key, b, a)
+        self._check_live_claim(key, call, b, a, who)
+        after_ok = self._check_successes(key, b, a)
         token = a.get("claimToken")
-        if token and token != (b or {}).get("claimToken") and actor is not None:
+        if token and token != b.get("claimToken") and actor is not None:
             self.token_actor[str(token)] = who
         expression = str(call.get("UpdateExpression", ""))
         final = (
@@ -549,17 +472,65 @@ class World:
             and "leaseUntil" in expression.split("REMOVE", 1)[-1]
         )
         if final and actor is not None:
-            # The attempt's last write (finish or release): every handler this attempt ran
-            # to success must be recorded by now, or its retry runs it again.
-            epoch = self.epochs[key]
-            for (event_id, name), runs in self.completions.items():
-                if event_id != key or not any(c.actor == who and c.epoch == epoch for c in runs):
-                    continue
-                if name not in after_ok:
-                    self.violation(
-                        f"invariant 2: {who} ended its attempt on {key} ({as_}) without recording that {name} "
-                        "succeeded: its retry will run it again"
-                    )
+            self._check_attempt_recorded(key, who, a.get("status"), after_ok)
+
+    def _check_status(self, key: str, b: dict[str, Any], a: dict[str, Any]) -> None:
+        bs, as_ = b.get("status"), a.get("status")
+        if as_ not in self._ALLOWED.get(bs, set()):
+            self.violation(f"invariant 3: {key} went {bs} -> {as_}")
+        if bs == COMPLETED and as_ == QUEUED and (a.get("handlers") or {}):
+            self.violation(f"invariant 3: {key} went COMPLETED -> QUEUED without force (handlers kept)")
+        if bs in (None, QUEUED) and as_ == FAILED and not a.get("parked"):
+            self.violation(f"invariant 3: {key} went {bs} -> FAILED but not parked")
+        if as_ in FINISHED and a.get("parked") and not (bs in FINISHED and b.get("parked")):
+            self.violation(f"invariant 3: {key} went {bs} -> {as_} but is still marked parked")
+        if int(a.get("attempts", 0)) < int(b.get("attempts", 0)):
+            self.violation(f"invariant 3: {key} attempts went {b.get('attempts')} -> {a.get('attempts')}")
+        for name in self._FROZEN:
+            if name in b and a.get(name) != b[name]:
+                self.violation(
+                    f"invariant 3: {key} {name} changed ({str(b[name])[:60]!r} -> {str(a.get(name))[:60]!r})"
+                )
+
+    def _check_live_claim(self, key: str, call: dict[str, Any], b: dict[str, Any], a: dict[str, Any], who: str) -> None:
+        """An IN_PROGRESS record with a live lease is changed by its holder only."""
+        now = int(self.clock.now)
+        if b.get("status") != IN_PROGRESS or int(b.get("leaseUntil", 0)) < now:
+            return
+        holder = self.token_actor.get(str(b.get("claimToken")))
+        if holder != who:
+            self.violation(
+                f"invariant 3: {key} IN_PROGRESS with a live lease (until {int(b.get('leaseUntil', 0)) - now}s "
+                f"from now, held by {holder}) changed to {a.get('status')} by {who} "
+                f"({str(call.get('UpdateExpression', ''))[:90]})"
+            )
+
+    def _check_successes(self, key: str, b: dict[str, Any], a: dict[str, Any]) -> set[str]:
+        """A recorded handler success is never lost, but to an operator's forced retry (a new epoch)."""
+        before_ok = {h for h, r in (b.get("handlers") or {}).items() if r.get("status") == "SUCCEEDED"}
+        after_ok = {h for h, r in (a.get("handlers") or {}).items() if r.get("status") == "SUCCEEDED"}
+        if before_ok - after_ok:
+            if a.get("status") == QUEUED and not after_ok and not (a.get("handlers") or {}):
+                self.epochs[key] += 1  # an operator's forced retry: every handler runs again
+            else:
+                self.violation(
+                    f"invariant 3: {key} lost recorded successes {sorted(before_ok - after_ok)} "
+                    f"({b.get('status')} -> {a.get('status')})"
+                )
+        return after_ok
+
+    def _check_attempt_recorded(self, key: str, who: str, status: Any, after_ok: set[str]) -> None:
+        """At an attempt's last write (finish or release), every handler it ran to success is
+        recorded, or its retry runs that handler again."""
+        epoch = self.epochs[key]
+        for (event_id, name), runs in self.completions.items():
+            if event_id != key or not any(c.actor == who and c.epoch == epoch for c in runs):
+                continue
+            if name not in after_ok:
+                self.violation(
+                    f"invariant 2: {who} ended its attempt on {key} ({status}) without recording that {name} "
+                    "succeeded: its retry will run it again"
+                )
 
     # -- handlers ---------------------------------------------------------------------------------
     def _handler(self, name: str, permanent: bool) -> Any:
@@ -609,6 +580,9 @@ class World:
             # earlier runner holds the claim, or after its success was recorded, fails the
             # checks at the handler's start instead.
             self.stats.reruns += 1
+            earlier = self.scheduler.by_name.get(runs[-1].actor)
+            why = "its runner died" if earlier is not None and earlier.killed else "its runner's writes failed"
+            self.stats.outcomes[f"rerun: {why}"] += 1
         runs.append(Completion(actor.name if actor else "main", epoch))
 
     # -- operations (the steps of a schedule) -----------------------------------------------------
