@@ -320,7 +320,6 @@ def _replay_strict(schedule: list[tuple[Any, ...]]) -> World:
     return world
 
 
-@_xfail("test_regression_sweep_takes_a_refused_delivery_in_the_dlq_for_the_event_it_names")
 def test_regression_sweep_takes_a_refused_delivery_in_the_dlq_for_the_event_it_names(aws: None) -> None:
     schedule: list[tuple[Any, ...]] = [
         ("deliver", "new", 0, OK),  # evt-1

@@ -164,19 +164,9 @@ class KnownBug:
 # checkpoint dropped the handler's success; the last receives dying before the claim, or a kill
 # between parking and alerting, left a parked event without an alert; retry-failed ran deliveries
 # refused for reusing an id, re-sent a refused body cut to 200,000 characters (stranding the
-# record QUEUED) and rewrote claimedEventId; a parked event completed later still said parked.
-KNOWN_BUGS: tuple[KnownBug, ...] = (
-    KnownBug(
-        "test_regression_sweep_takes_a_refused_delivery_in_the_dlq_for_the_event_it_names",
-        "Admin._sweep_dlq identifies a DLQ message by its eventId attribute, but a refused delivery (an "
-        "invalid body, or another payload under an existing id) carries the id it names, not its invalid~ "
-        "key. When every receive of one dies before the consumer records it, the queue moves it to the DLQ "
-        "and the sweep looks up the event it names: finished, so the refused delivery is never alerted; "
-        "or FAILED/QUEUED (or absent), so park_by_queue records that other event parked and alerted "
-        "because of this message",
-        pattern=r"invalid~\w+ reached the DLQ through the queue's redrive policy \(no record",
-    ),
-)
+# record QUEUED) and rewrote claimedEventId; a parked event completed later still said parked;
+# the DLQ sweep took a refused delivery the queue parked for the event it names.
+KNOWN_BUGS: tuple[KnownBug, ...] = ()
 
 
 class InlineExecutor:

@@ -45,6 +45,7 @@ from pydantic import BaseModel, Field
 
 from mx_webhooks import normalize
 from mx_webhooks.alerts import publish_alert
+from mx_webhooks.events import InvalidEvent, parse_event
 from mx_webhooks.normalize import DEFAULT_SOURCE
 from mx_webhooks.observability import emit, logger
 from mx_webhooks.queues import EventQueues
@@ -542,11 +543,15 @@ class Admin:
         ``alertedAt``. Looks at up to ``MAX_PEEK`` messages per run, leaving them there.
         """
         alerted: list[str] = []
-        for message in self.queues.peek(MAX_PEEK):
+        for message in self.queues.peek(MAX_PEEK, raw=True):
             event_id = str(message.get("eventId") or "")
             if not event_id or message.get("parkedReason"):
                 continue  # parked by the consumer, which alerted
             item = self.store.get(event_id) or {}
+            if self._refused_in_dlq(message, item):
+                if self._alert_refused(message, event_id):
+                    alerted.append(EventStore.invalid_key(self._source(message), message["rawBody"]))
+                continue
             if item.get("alertedAt") or item.get("status") in (COMPLETED, IGNORED):
                 continue
             if item.get("status") == IN_PROGRESS and float(item.get("leaseUntil", 0)) >= self.clock():
@@ -566,6 +571,44 @@ class Admin:
             if self.store.park_by_queue(event_id, meta, reason=reason, now=self.clock()):
                 alerted.append(event_id)
         return alerted
+
+    @staticmethod
+    def _source(message: dict[str, Any]) -> str:
+        return str(message.get("source") or DEFAULT_SOURCE)
+
+    def _refused_in_dlq(self, message: dict[str, Any], item: dict[str, Any]) -> bool:
+        """A message that is not the event its ``eventId`` names: not an event at all, or another
+        payload than the one recorded under that id (the consumer would have refused it)."""
+        try:
+            event = parse_event(message["rawBody"], event_id=str(message["eventId"]), source=self._source(message))
+        except InvalidEvent:
+            return True
+        return item.get("payloadSha") not in (None, normalize.payload_digest(event.payload))
+
+    def _alert_refused(self, message: dict[str, Any], claimed_id: str) -> bool:
+        """Record a refused delivery the queue parked under its own key and alert it, once."""
+        body = message["rawBody"]
+        key = EventStore.invalid_key(self._source(message), body)
+        if (self.store.get(key) or {}).get("alertedAt"):
+            return False
+        reason = f"a delivery naming event {claimed_id} that is not that event; the queue parked it"
+        meta = {
+            "eventType": message.get("eventType") or normalize.UNKNOWN_TYPE,
+            "source": self._source(message),
+            "payload": body[:200_000],
+            "claimedEventId": claimed_id,
+        }
+        self.store.record_invalid(key, meta, reason, now=self.clock())
+        publish_alert(
+            self.sns,
+            self.config.alert_topic_arn,
+            "a refused delivery was parked by the queue",
+            event_id=key,
+            event_type=str(meta["eventType"]),
+            error=reason,
+        )
+        self.store.mark_alerted(key, now=self.clock())
+        return True
 
     # -- DLQ -------------------------------------------------------------------------------------
     def dlq_depth(self) -> int:

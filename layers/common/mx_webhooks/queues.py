@@ -70,8 +70,10 @@ class EventQueues:
         )["Attributes"]
         return int(attributes.get("ApproximateNumberOfMessages", 0))
 
-    def peek(self, most: int) -> list[dict[str, Any]]:
-        """Up to ``most`` parked messages, described, and left in the DLQ (visible again at once)."""
+    def peek(self, most: int, *, raw: bool = False) -> list[dict[str, Any]]:
+        """Up to ``most`` parked messages, described, and left in the DLQ (visible again at once).
+
+        ``raw`` adds each whole body as ``rawBody`` (the description cuts it)."""
         seen: dict[str, dict[str, Any]] = {}
         handles: list[str] = []
         empty_polls = 0
@@ -88,7 +90,10 @@ class EventQueues:
                 empty_polls += 1
             for message in batch:
                 handles.append(message["ReceiptHandle"])
-                seen.setdefault(message["MessageId"], describe(message))
+                shown = describe(message)
+                if raw:
+                    shown["rawBody"] = message.get("Body") or ""
+                seen.setdefault(message["MessageId"], shown)
         self._make_visible(handles)
         return list(seen.values())
 
