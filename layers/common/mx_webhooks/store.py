@@ -120,6 +120,19 @@ def list_day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
+def _first_sight(meta: dict[str, Any], names: dict[str, str], values: dict[str, Any]) -> list[str]:
+    """SET clauses writing an event's descriptive attributes only where the item lacks them
+    (the first write to see the event sets them; later ones never change them)."""
+    sets = []
+    for index, (key, value) in enumerate(sorted(meta.items())):
+        if value is None or key == "eventId":
+            continue
+        names[f"#m{index}"] = key
+        values[f":m{index}"] = value
+        sets.append(f"#m{index} = if_not_exists(#m{index}, :m{index})")
+    return sets
+
+
 def to_item(values: dict[str, Any]) -> dict[str, Any]:
     return {k: _ser.serialize(v) for k, v in values.items()}
 
@@ -236,12 +249,7 @@ class EventStore:
             "handlers = if_not_exists(handlers, :empty)",
             "#ttl = :ttl",
         ]
-        for index, (key, value) in enumerate(sorted(meta.items())):
-            if value is None or key == "eventId":
-                continue
-            names[f"#m{index}"] = key
-            values[f":m{index}"] = value
-            sets.append(f"#m{index} = if_not_exists(#m{index}, :m{index})")
+        sets += _first_sight(meta, names, values)
         removes = ""
         if ignored:  # final at once: no lease to hold
             sets.remove("leaseUntil = :lease")
@@ -598,12 +606,7 @@ class EventStore:
             "handlers = if_not_exists(handlers, :empty)",
             "#ttl = if_not_exists(#ttl, :ttl)",
         ]
-        for index, (key, value) in enumerate(sorted(meta.items())):
-            if value is None or key == "eventId":
-                continue
-            names[f"#m{index}"] = key
-            values[f":m{index}"] = value
-            sets.append(f"#m{index} = if_not_exists(#m{index}, :m{index})")
+        sets += _first_sight(meta, names, values)
         same_payload = "(:for = :for)"
         if meta.get("payloadSha"):
             same_payload = "(attribute_not_exists(payloadSha) OR payloadSha = :sha)"
@@ -670,12 +673,7 @@ class EventStore:
             "listDay = if_not_exists(listDay, :day)",
             "#ttl = if_not_exists(#ttl, :ttl)",
         ]
-        for index, (key, value) in enumerate(sorted(meta.items())):
-            if value is None or key == "eventId":
-                continue
-            names[f"#m{index}"] = key
-            values[f":m{index}"] = value
-            sets.append(f"#m{index} = if_not_exists(#m{index}, :m{index})")
+        sets += _first_sight(meta, names, values)
         try:
             self.client.update_item(
                 TableName=self.table,
