@@ -101,7 +101,7 @@ def banner(stack: LocalStack, overrides: Mapping[str, str]) -> str:
         "  Throttles       " + (throttles or "none") + " (429 past them)",
         "  Queues          " + (", ".join(queues) or "none"),
         "  Tables          " + (", ".join(tables) or "none"),
-        "  Alerts topic    " + str(outputs.get("AlertsTopicArn", "none")),
+        "  Alerts topic    " + str(outputs.get("AlertsTopicArn", "none")) + "  (its alerts print below as alert lines)",
         "  --param         " + given,
         "  HandlerModules  " + stack.parameters.get("HandlerModules", "(not a template parameter)"),
         "  AWS CLI/boto3   any credentials, --endpoint-url " + stack.endpoint_url,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from devtools.local_stack import resources, wiring
+from devtools.local_stack.alerts import AlertWatcher
 from devtools.local_stack.chaos import Chaos, atomic_item_writes
 from devtools.local_stack.console import Console, banner, park_limit
 from devtools.local_stack.http_front import HttpFront, Route, Throttle
@@ -165,6 +166,7 @@ class LocalStack:
         self._front.start()
         self._exit.callback(self._front.stop)
         self._resolve_outputs()
+        self._watch_alerts()
         for source in self.event_sources:
             source.start()
         self._exit.callback(self._stop_event_sources)
@@ -183,7 +185,18 @@ class LocalStack:
                 for api, t in self.throttles.items()
             },
             "pid": os.getpid(),
+            "alerts_queue_url": self.alerts.queue_url if self.alerts else None,
         }
+
+    def _watch_alerts(self) -> None:
+        """Print what AlertsTopic would send (``devtools.local_stack.alerts``)."""
+        self.alerts: AlertWatcher | None = None
+        topic = self.outputs.get("AlertsTopicArn")
+        if not topic:
+            return
+        self.alerts = AlertWatcher(self.client("sqs"), self.client("sns"), str(topic), self.console.line)
+        self.alerts.start()
+        self._exit.callback(self.alerts.stop)
 
     def _reset_moto(self) -> None:
         import urllib.request

@@ -9,10 +9,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from devtools import samples
 from devtools.local_stack import ROOT, LocalStackProcess
 
 pytestmark = pytest.mark.e2e
@@ -95,6 +97,20 @@ def test_ready_fast_a_cli_delivery_processed_fast_and_ctrl_c_leaves_nothing():
             time.sleep(0.02)
         assert f"processed  {event_id}" in _wait_text(stack, f"processed  {event_id}")
         assert _children(pid) == []  # one process: moto, the API and the pollers are threads
+
+        # When a genuine delivery that is not an event arrives (parked at once, alerted)
+        invalid = json.dumps({"id": "evt_alert_watch", "type": "workorder.created", "data": [1]}).encode()
+        request = urllib.request.Request(  # noqa: S310 - the local stack over http
+            stack.info["webhook_url"],
+            data=invalid,
+            headers=samples.signed_headers(invalid, samples.LOCAL_SECRET, "generic"),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - the local stack
+            assert answer.status == 202
+
+        # Then the alert AWS would send is printed as a console line, with how to show the event
+        assert "alert     invalid~" in _wait_text(stack, "alert     invalid~", timeout=15)
 
         # When the user presses Ctrl-C
         code, took = _stop(stack, signal.SIGINT)
