@@ -321,6 +321,9 @@ def _replay_strict(schedule: list[tuple[Any, ...]]) -> World:
 
 
 def test_regression_sweep_takes_a_refused_delivery_in_the_dlq_for_the_event_it_names(aws: None) -> None:
+    """Found by the simulation, fixed in a6a65d6: the DLQ sweep identified a message by its eventId
+    attribute, which a refused delivery sets to the id it names; one the queue parked unrecorded was
+    never alerted (or made the sweep park the event it names)."""
     schedule: list[tuple[Any, ...]] = [
         ("deliver", "new", 0, OK),  # evt-1
         ("settle",),  # evt-1 completes
