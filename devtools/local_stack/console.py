@@ -65,7 +65,9 @@ class Console:
             outcome = str(seen.get("outcome") or ("ok" if delivery.deleted else "retry"))
             event_type = seen.get("event_type") or delivery.attributes.get("eventType", "")
             ms = seen.get("duration_ms", delivery.duration_ms)
-            attempt = f"attempt {delivery.receive_count}" + (f"/{limit}" if limit else "")
+            # The event's own count (as `show` says it) when the consumer claimed it; a retried
+            # event's message starts its receive count again at 1.
+            attempt = f"attempt {seen.get('attempts') or delivery.receive_count}" + (f"/{limit}" if limit else "")
             text = f"consumer  {outcome:<9}  {event_id}  {event_type}  {float(ms):.0f} ms  {attempt}"
             if not delivery.deleted and redrive and delivery.receive_count >= redrive:
                 text += "  -> the queue moves it to the DLQ"

@@ -177,6 +177,7 @@ class Outcome:
     error: str | None = None
     duration_ms: int = 0
     not_before: int = 0  # the retry must not come back sooner (seconds): a claim is still held
+    attempts: int | None = None  # the event's claims over its life (as ``show`` counts), when claimed
 
     @property
     def retry(self) -> bool:
@@ -317,6 +318,7 @@ class Consumer:
             outcome=outcome.result,
             duration_ms=outcome.duration_ms,
             receive_count=item.receive_count,
+            attempts=outcome.attempts,
             error=outcome.error,
         )
         logger.thread_safe_remove_keys(["event_id", "correlation_id"])
@@ -346,6 +348,20 @@ class Consumer:
             emit("EventIgnored", eventType=metric_type)
             return Outcome(item.message_id, event.event_id, event.type, Result.IGNORED)
 
+        outcome = self._run_claimed(item, event, handlers, claim, held, context, metric_type)
+        outcome.attempts = claim.attempts
+        return outcome
+
+    def _run_claimed(
+        self,
+        item: _Item,
+        event: WebhookEvent,
+        handlers: list[Handler],
+        claim: Claim,
+        held: HeldClaim,
+        context: Any,
+        metric_type: str,
+    ) -> Outcome:
         pending = self._pending(handlers, claim)
         errors = self._run_pending(event, pending, held, context)
         ran = {**held.written, **held.results}
