@@ -1,4 +1,4 @@
-"""Consumer: run each queued event's handlers exactly once, record, retry, park.
+"""Consumer: run each queued event's handlers, record each one's success, retry, park.
 
 Per SQS batch (``ReportBatchItemFailures``):
 

@@ -1,9 +1,12 @@
 """Handler registry: ``@on("workorder.created")``, several handlers per type, ``*`` for all.
 
-A handler is a plain function taking a ``WebhookEvent``. It runs at most once to
-completion per event: the consumer records each handler's success, and a retry runs
-only the handlers that have not succeeded. A handler that is safe to run twice can
-say ``idempotent=True``; it then saves the checkpoint write made after it.
+A handler is a plain function taking a ``WebhookEvent``. The consumer records each
+handler's success, and no retry, duplicate or redrive reruns a recorded success. What no
+design closes: an invocation that dies after a handler returned and before its success
+was written (a kill, a timeout, DynamoDB down for the whole attempt) runs it again. So a
+handler with an outside effect is exactly once only with its own dedup key (the built-in
+work-order creation uses one); otherwise it is at least once. A handler that is safe to
+run twice can say ``idempotent=True``; it then saves the checkpoint write made after it.
 """
 
 from __future__ import annotations
