@@ -206,6 +206,16 @@ class EventStore:
         self.lease_seconds = lease_seconds
         self.ttl_days = ttl_days
 
+    def _update_if(self, **request: Any) -> bool:
+        """One conditional UpdateItem: True when applied, False when its condition refused it."""
+        try:
+            self.client.update_item(**request)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     # -- claim -------------------------------------------------------------------------
     def claim(
         self, meta: dict[str, Any], *, token: str | None = None, now: float | None = None, ignored: bool = False
@@ -471,23 +481,17 @@ class EventStore:
             values[":seen"] = observed["retryToken"]
         else:
             condition += " AND attribute_not_exists(retryToken)"
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key={"eventId": {"S": event_id}},
-                UpdateExpression="SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes),
-                # Our own earlier write (a lost reply's retry) only while nobody has claimed
-                # the event since: re-applied over a live claim, it would free the event for a
-                # second worker while the first runs its handlers.
-                ConditionExpression=f"({condition}) OR (retryToken = :rt AND #s = :queued)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_item(values),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._update_if(
+            TableName=self.table,
+            Key={"eventId": {"S": event_id}},
+            UpdateExpression="SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes),
+            # Our own earlier write (a lost reply's retry) only while nobody has claimed
+            # the event since: re-applied over a live claim, it would free the event for a
+            # second worker while the first runs its handlers.
+            ConditionExpression=f"({condition}) OR (retryToken = :rt AND #s = :queued)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(values),
+        )
 
     # -- stalled claims --------------------------------------------------------------------
     def stalled(self, *, older_than: float, limit: int = 100) -> list[dict[str, Any]]:
@@ -532,23 +536,17 @@ class EventStore:
             ":token": claim_token,
             ":epoch": int(now),
         }
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key={"eventId": {"S": event_id}},
-                UpdateExpression=(
-                    "SET #s = :failed, parked = :true, lastError = :reason, updatedAt = :now, "
-                    "finishedAt = :now, stalledAt = :now, alertedAt = :now"
-                ),
-                ConditionExpression="claimToken = :token AND leaseUntil < :epoch",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=to_item(values),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._update_if(
+            TableName=self.table,
+            Key={"eventId": {"S": event_id}},
+            UpdateExpression=(
+                "SET #s = :failed, parked = :true, lastError = :reason, updatedAt = :now, "
+                "finishedAt = :now, stalledAt = :now, alertedAt = :now"
+            ),
+            ConditionExpression="claimToken = :token AND leaseUntil < :epoch",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=to_item(values),
+        )
 
     # -- newest state per entity ------------------------------------------------------------
     def advance_newest(self, handler: str, entity_key: str, occurred_at: str, now: float | None = None) -> bool:
@@ -560,22 +558,16 @@ class EventStore:
         Equal times pass, so a retry of the same event (or a lost reply's retry) runs.
         """
         now = time.time() if now is None else now
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key={"eventId": {"S": f"newest{SCOPE_SEPARATOR}{handler}{SCOPE_SEPARATOR}{entity_key}"}},
-                UpdateExpression="SET newest = :t, updatedAt = :now, #ttl = :ttl",
-                ConditionExpression="attribute_not_exists(newest) OR newest <= :t",
-                ExpressionAttributeNames={"#ttl": "ttl"},
-                ExpressionAttributeValues=to_item(
-                    {":t": occurred_at, ":now": _iso(now), ":ttl": int(now + self.ttl_days * 86400)}
-                ),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._update_if(
+            TableName=self.table,
+            Key={"eventId": {"S": f"newest{SCOPE_SEPARATOR}{handler}{SCOPE_SEPARATOR}{entity_key}"}},
+            UpdateExpression="SET newest = :t, updatedAt = :now, #ttl = :ttl",
+            ConditionExpression="attribute_not_exists(newest) OR newest <= :t",
+            ExpressionAttributeNames={"#ttl": "ttl"},
+            ExpressionAttributeValues=to_item(
+                {":t": occurred_at, ":now": _iso(now), ":ttl": int(now + self.ttl_days * 86400)}
+            ),
+        )
 
     # -- held for ordering ----------------------------------------------------------------------
     def mark_waiting(self, meta: dict[str, Any], *, waiting_for: str, now: float | None = None) -> bool:
@@ -611,22 +603,16 @@ class EventStore:
         if meta.get("payloadSha"):
             same_payload = "(attribute_not_exists(payloadSha) OR payloadSha = :sha)"
             values[":sha"] = meta["payloadSha"]
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key={"eventId": {"S": meta["eventId"]}},
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression=(
-                    f"attribute_not_exists(eventId) OR ({same_payload} AND #s IN (:failed, :queued, :waiting))"
-                ),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_item(values),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._update_if(
+            TableName=self.table,
+            Key={"eventId": {"S": meta["eventId"]}},
+            UpdateExpression="SET " + ", ".join(sets),
+            ConditionExpression=(
+                f"attribute_not_exists(eventId) OR ({same_payload} AND #s IN (:failed, :queued, :waiting))"
+            ),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(values),
+        )
 
     # -- alerts ------------------------------------------------------------------------------
     def mark_alerted(self, event_id: str, now: float | None = None) -> None:
@@ -674,23 +660,17 @@ class EventStore:
             "#ttl = if_not_exists(#ttl, :ttl)",
         ]
         sets += _first_sight(meta, names, values)
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key={"eventId": {"S": event_id}},
-                UpdateExpression="SET " + ", ".join(sets) + " REMOVE leaseUntil",
-                ConditionExpression=(
-                    "attribute_not_exists(eventId) OR #s IN (:failed, :queued) "
-                    "OR (#s = :in_progress AND leaseUntil < :epoch)"
-                ),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_item(values),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._update_if(
+            TableName=self.table,
+            Key={"eventId": {"S": event_id}},
+            UpdateExpression="SET " + ", ".join(sets) + " REMOVE leaseUntil",
+            ConditionExpression=(
+                "attribute_not_exists(eventId) OR #s IN (:failed, :queued) "
+                "OR (#s = :in_progress AND leaseUntil < :epoch)"
+            ),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(values),
+        )
 
     # -- reads -----------------------------------------------------------------------------
     def query_index(
