@@ -126,29 +126,13 @@ def atomic_dynamodb(aws: None) -> Iterator[None]:
 
     DynamoDB evaluates a condition and writes the item as one atomic step; moto's
     in-process backend does not lock, so two threads can both pass a condition. The
-    concurrency tests serialise moto's writes to test our logic, not moto's.
+    concurrency tests serialise moto's writes to test our logic, not moto's (the same
+    lock the local stack takes: ``devtools.local_stack.chaos.atomic_item_writes``).
     """
-    import threading
+    from devtools.local_stack.chaos import atomic_item_writes
 
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.Lock()
-    originals = {name: getattr(DynamoDBBackend, name) for name in ("update_item", "put_item")}
-
-    def locked(original: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return original(*args, **kwargs)
-
-        return wrapper
-
-    for name, original in originals.items():
-        setattr(DynamoDBBackend, name, locked(original))
-    try:
+    with atomic_item_writes():
         yield
-    finally:
-        for name, original in originals.items():
-            setattr(DynamoDBBackend, name, original)
 
 
 @pytest.fixture
