@@ -73,6 +73,9 @@ DEFAULT_REDRIVE = 1000
 MAX_REDRIVE = 10_000
 STRANDED_AFTER_SECONDS = 900  # a QUEUED event this old has lost its message (its send failed)
 TTL_LAG_DAYS = 2  # DynamoDB deletes expired items within about 48 hours
+MAX_STATS_ITEMS = 50_000  # bounds what one overview costs: 50 Query pages of 1,000
+_PROCESSED = {"COMPLETED", "IGNORED"}
+_FAILED_STATES = {"FAILED", "PARKED"}  # PARKED: a status of its own once the consumer records it
 _INTERNAL = {"claimToken", "listDay", "retryToken", "payloadSha"}
 _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -609,6 +612,68 @@ class Admin:
         )
         self.store.mark_alerted(key, now=self.clock())
         return True
+
+    # -- stats ---------------------------------------------------------------------------------
+    def stats(self, hours: int | str | None = None) -> dict[str, Any]:
+        """Counts by status and an hourly series of the events first seen in the last ``hours``.
+
+        For the operator console's overview (``GET /admin/stats``). Reads the ``ByDay``
+        index of the one or two (up to eight) UTC days the window spans, key condition
+        ``firstSeenAt >= since``: a Query, never a scan, bounded by ``MAX_STATS_ITEMS``
+        (``truncated`` says when it stopped there). Per hour: ``received`` by
+        ``firstSeenAt``; ``processed`` (COMPLETED or IGNORED) and ``failed`` (FAILED or
+        PARKED) by ``updatedAt``, the time of the write that set the status. Only events
+        first seen in the window count, so an old event retried now is not in it.
+        """
+        now = self.clock()
+        span = parse_int(hours, "hours", default=24, low=1, high=168)
+        since = _iso_now(now - span * 3600)
+        first_hour = int((now - span * 3600) // 3600) * 3600
+        hour_keys = [_iso_now(first_hour + n * 3600)[:13] for n in range(span + 1)]
+        series = {key: {"hour": key + ":00:00Z", "received": 0, "processed": 0, "failed": 0} for key in hour_keys}
+        counts: dict[str, int] = {str(status): 0 for status in STATUSES}
+        read = 0
+        day = _day(_iso_now(now))
+        while day >= _day(since) and read < MAX_STATS_ITEMS:
+            start = None
+            while read < MAX_STATS_ITEMS:
+                batch, start = self._index_page(
+                    "ByDay",
+                    "listDay = :day AND firstSeenAt >= :since",
+                    {},
+                    {":day": day, ":since": since},
+                    None,
+                    1000,
+                    start,
+                )
+                read += len(batch)
+                for item in batch:
+                    self._count(item, counts, series)
+                if start is None:
+                    break
+            day = _previous_day(day)
+        return {
+            "since": since,
+            "until": _iso_now(now),
+            "hours": span,
+            "total": sum(counts.values()),
+            "counts": counts,
+            "series": list(series.values()),
+            "dlqDepth": self.queues.dlq_depth(),
+            "truncated": read >= MAX_STATS_ITEMS,
+        }
+
+    @staticmethod
+    def _count(item: dict[str, Any], counts: dict[str, int], series: dict[str, dict[str, Any]]) -> None:
+        status = str(item.get("status") or "UNKNOWN")
+        counts[status] = counts.get(status, 0) + 1
+        received = series.get(str(item.get("firstSeenAt", ""))[:13])
+        if received is not None:
+            received["received"] += 1
+        outcome = "processed" if status in _PROCESSED else "failed" if status in _FAILED_STATES else None
+        settled = series.get(str(item.get("updatedAt", ""))[:13])
+        if outcome and settled is not None:
+            settled[outcome] += 1
 
     # -- DLQ -------------------------------------------------------------------------------------
     def dlq_depth(self) -> int:
