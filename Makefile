@@ -87,8 +87,21 @@ aws: install
 		aws --endpoint-url $$endpoint --region $$region $(ARGS)
 
 ## test: everything CI runs: lint, template checks, sam build, all test tiers
-test: install install-sam lint validate scan build
+test: install install-sam lint validate scan build install-browser
 	$(PY) -m pytest -q
+
+## console: the operator console on http://127.0.0.1:8080 for the stack `make run` started; STACK=<name>: a deployed one
+# It talks to the admin API (a deployed one SigV4-signed with your AWS credentials); CONSOLE_PORT=... moves it.
+.PHONY: console
+console: install
+	$(PY) -m devtools.operator_console --local-port $(PORT) $(if $(STACK),--stack $(STACK)) $(if $(CONSOLE_PORT),--port $(CONSOLE_PORT))
+
+## install-browser: Debian's chromium for the browser tests (tests/browser); nothing to do when /usr/bin/chromium exists
+.PHONY: install-browser
+install-browser:
+	@test -x /usr/bin/chromium || { \
+		sudo=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium; }
 
 ## load: the load test at full size on the local stack (LOSSY=1: with lost DynamoDB replies and duplicate deliveries)
 # CI runs it at 500 within `make test`, clean and lossy. LOSSY=1: 2% of DynamoDB writes applied with their

@@ -16,15 +16,18 @@ inline script, so a payload's text is shown, never run.
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Flask, abort, flash, redirect, render_template, request, url_for
+from flask import Flask, abort, flash, g, has_request_context, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import SecurityError
 from werkzeug.wrappers import Response
 
 from devtools.operator_console import views
 from devtools.operator_console.client import AdminApi, ApiNotFound, ApiProblem
+from devtools.operator_console.stats import StatsCache
 
 LIST_FILTERS = ("status", "type", "source", "since")
 PAGE_SIZES = (25, 50, 100, 200)
@@ -55,8 +58,22 @@ def create_app(api: AdminApi, *, port: int = 0, target: str = "") -> Flask:
     _action_routes(app, api)
     _errors(app)
 
+    def observe(ms: float) -> None:
+        if has_request_context():  # not the overview's background refresh
+            g.api_ms = g.get("api_ms", 0.0) + ms
+
+    api.observe = observe
+
+    @app.before_request
+    def start_clock() -> None:
+        g.started = time.perf_counter()
+
     @app.after_request
     def headers(response: Response) -> Response:
+        # the page's time split in two, for the browser's PerformanceNavigationTiming.serverTiming
+        total = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        api_ms = g.get("api_ms", 0.0)
+        response.headers["Server-Timing"] = f"api;dur={api_ms:.1f}, console;dur={max(total - api_ms, 0):.1f}"
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
@@ -67,12 +84,18 @@ def create_app(api: AdminApi, *, port: int = 0, target: str = "") -> Flask:
 
 
 def _routes(app: Flask, api: AdminApi) -> None:
+    stats_cache = StatsCache(api)
+    app.extensions["stats_cache"] = stats_cache
+
     @app.get("/")
     def overview() -> str:
-        stats = api.stats(24)
+        stats, age = stats_cache.get(fresh=request.args.get("fresh") == "1")
         return render_template(
             "overview.html",
             stats=stats,
+            age=age,
+            max_age=stats_cache.max_age,
+            stale_problem=stats_cache.last_problem,
             counts=views.ordered_counts(stats.get("counts") or {}),
             chart=views.hourly_chart(stats.get("series") or []),
             breakers=_breakers(api),
@@ -175,6 +198,7 @@ def _action_routes(app: Flask, api: AdminApi) -> None:
                 back=url_for("event", event_id=event_id),
             )
         answer = api.retry(event_id, handler=handler, force=force)
+        app.extensions["stats_cache"].invalidate()
         flash(
             f"Re-enqueued: {answer.get('previousStatus')} -> {answer.get('status')}"
             + (f" (handler {handler})" if handler else ""),
@@ -193,6 +217,7 @@ def _action_routes(app: Flask, api: AdminApi) -> None:
                 "confirm.html", question=question, action=request.path, fields={"max": str(most)}, back=url_for("dlq")
             )
         answer = api.redrive_dlq(most)
+        app.extensions["stats_cache"].invalidate()
         flash(
             f"Moved {answer.get('moved')} message(s) back; {answer.get('failed')} failed;"
             f" about {answer.get('remaining')} left.",
@@ -230,5 +255,7 @@ def _errors(app: Flask) -> None:
 
     @app.errorhandler(400)
     @app.errorhandler(404)
-    def http_problem(exc: Any) -> tuple[str, int]:
+    def http_problem(exc: Any) -> tuple[str, int] | tuple[str, int, dict[str, str]]:
+        if isinstance(exc, SecurityError):  # an untrusted Host: no URL can be built, answer plainly
+            return f"{exc.description}\n", 400, {"content-type": "text/plain; charset=utf-8"}
         return render_template("problem.html", problem=exc, kind="HTTP", status=exc.code), exc.code

@@ -34,7 +34,7 @@ DEFAULT_PORT = 8080
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="operator_console", description=__doc__.split("\n\n")[0])
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--stack", default=os.environ.get("STACK") or None, help="a deployed stack's name ($STACK)")
+    where.add_argument("--stack", help="a deployed stack's name (make console STACK=...)")
     where.add_argument("--api-url", help="the admin API's base URL, unsigned")
     parser.add_argument(
         "--local-port", default=None, help="the port of the stack `make run` started ($PORT, else 3000)"
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         api, target = admin_api(args)
     except CliError as exc:
-        print(f"error: {exc}".replace("--local: ", ""), file=sys.stderr)
+        print(f"error: {exc}".replace("--local: ", "").replace("--endpoint-url", "--api-url"), file=sys.stderr)
         return exc.code
     port = args.port or _free_port(args.host)
     server = make_server(args.host, port, create_app(api, port=port, target=target), threaded=True)

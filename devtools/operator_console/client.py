@@ -16,9 +16,11 @@ connection pool needed for one operator).
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +91,7 @@ class AdminApi:
         self.base_url = base_url.rstrip("/")
         self.signer = signer
         self.timeout = timeout
+        self.observe: Callable[[float], None] | None = None  # told each call's milliseconds
 
     @property
     def where(self) -> str:
@@ -140,6 +143,7 @@ class AdminApi:
         if self.signer is not None:
             headers = self.signer.headers(method, url, data, headers)
         request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310 - http(s) only
+        started = time.perf_counter()
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 return json.loads(response.read() or b"null")
@@ -148,6 +152,9 @@ class AdminApi:
         except (TimeoutError, urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ApiUnreachable(f"the admin API at {self.where} is unreachable: {reason}") from exc
+        finally:
+            if self.observe is not None:
+                self.observe((time.perf_counter() - started) * 1000)
 
 
 def _segment(value: str) -> str:
