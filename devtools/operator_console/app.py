@@ -26,7 +26,7 @@ from werkzeug.exceptions import SecurityError
 from werkzeug.wrappers import Response
 
 from devtools.operator_console import views
-from devtools.operator_console.client import AdminApi, ApiNotFound, ApiProblem
+from devtools.operator_console.client import AdminApi, ApiError, ApiNotFound, ApiProblem
 from devtools.operator_console.stats import StatsCache
 
 LIST_FILTERS = ("status", "type", "source", "since")
@@ -51,7 +51,7 @@ def create_app(api: AdminApi, *, port: int = 0, target: str = "") -> Flask:
     )
     CSRFProtect(app)
     app.extensions["admin_api"] = api
-    app.jinja_env.globals.update(target=target or api.where, statuses=views.STATUS_ORDER, kinds=views.ENTITY_KINDS)
+    app.jinja_env.globals.update(target=target or api.where, kinds=views.ENTITY_KINDS)
     app.jinja_env.filters["when"] = views.iso_time
     _routes(app, api)
     _entity_and_dlq_routes(app, api)
@@ -117,6 +117,7 @@ def _routes(app: Flask, api: AdminApi) -> None:
         )
         return render_template(
             "events.html",
+            statuses=views.filter_statuses(app.extensions["stats_cache"].known_statuses()),
             items=page.get("items") or [],
             filters=filters,
             limit=limit,
@@ -197,7 +198,11 @@ def _action_routes(app: Flask, api: AdminApi) -> None:
                 fields=fields,
                 back=url_for("event", event_id=event_id),
             )
-        answer = api.retry(event_id, handler=handler, force=force)
+        try:
+            answer = api.retry(event_id, handler=handler, force=force)
+        except (ApiError, ApiNotFound) as exc:  # refused (e.g. 409: running now, or finished): say why, stay
+            flash(f"Not retried: {exc.message}", "error")
+            return redirect(url_for("event", event_id=event_id), code=303)
         app.extensions["stats_cache"].invalidate()
         flash(
             f"Re-enqueued: {answer.get('previousStatus')} -> {answer.get('status')}"
@@ -216,7 +221,11 @@ def _action_routes(app: Flask, api: AdminApi) -> None:
             return render_template(
                 "confirm.html", question=question, action=request.path, fields={"max": str(most)}, back=url_for("dlq")
             )
-        answer = api.redrive_dlq(most)
+        try:
+            answer = api.redrive_dlq(most)
+        except ApiError as exc:
+            flash(f"Not redriven: {exc.message}", "error")
+            return redirect(url_for("dlq"), code=303)
         app.extensions["stats_cache"].invalidate()
         flash(
             f"Moved {answer.get('moved')} message(s) back; {answer.get('failed')} failed;"

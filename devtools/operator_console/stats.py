@@ -43,6 +43,11 @@ class StatsCache:
             self._refresh_in_background()
         return value, self.clock() - at
 
+    def known_statuses(self) -> list[str] | None:
+        """The statuses the API counted last time (those it accepts as a filter), if it has answered."""
+        with self._lock:
+            return list(self._value["counts"]) if self._value and "counts" in self._value else None
+
     def invalidate(self) -> None:
         """After a retry or redrive: the next load starts a refresh (and shows the old numbers meanwhile)."""
         with self._lock:

@@ -30,6 +30,14 @@ TIME_LABELS = {
 }
 
 
+def filter_statuses(known: list[str] | None) -> list[str]:
+    """The status filter's choices: the API's own statuses when known (PARKED only where the
+    stack has it), else the statuses every version of the API accepts."""
+    if known is None:
+        return [status for status in STATUS_ORDER if status != "PARKED"]
+    return [status for status in STATUS_ORDER if status in known] + sorted(set(known) - set(STATUS_ORDER))
+
+
 def ordered_counts(counts: dict[str, int]) -> list[tuple[str, int]]:
     known = [(status, counts.get(status, 0)) for status in STATUS_ORDER if status in counts]
     return known + sorted((status, n) for status, n in counts.items() if status not in STATUS_ORDER)

@@ -101,6 +101,13 @@ def test_a_failing_event_shows_its_error_and_retry_after_the_fix_completes_it(st
     _reload_until(page, "#status", "COMPLETED")
     page.screenshot(path=shots / "event-completed.png", full_page=True)
     assert _calls(stack.state, 41_001) == ["notify", "sync", "sync"]
+    # and a second Retry (not forced) is refused with the API's reason, shown on the page
+    page.locator("#retry").click()
+    page.wait_for_url(f"**/events/{event_id}")
+    assert (
+        "Not retried" in page.locator(".flash.error").inner_text()
+        and "COMPLETED" in page.locator(".flash").inner_text()
+    )
 
     # When the operator reruns one handler only, confirming on the server's page (no JavaScript)
     context = page.context.browser.new_context(java_script_enabled=False)
@@ -223,7 +230,7 @@ class _Refusing(http.server.BaseHTTPRequestHandler):
 def refusing_api() -> Iterator[str]:
     """An API that answers 403 as API Gateway does when IAM refuses the signature."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     server.server_close()
