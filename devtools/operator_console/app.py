@@ -46,6 +46,7 @@ def create_app(api: AdminApi, *, port: int = 0, target: str = "") -> Flask:
         SESSION_COOKIE_NAME=f"mx_console_{port}",
         SESSION_COOKIE_SAMESITE="Strict",
         WTF_CSRF_TIME_LIMIT=8 * 3600,
+        SEND_FILE_MAX_AGE_DEFAULT=3600,  # the CSS and the script: fetched once, not revalidated on every page
         # the console answers only under the names of the address it binds (no DNS rebinding)
         TRUSTED_HOSTS=["127.0.0.1", "localhost"] if port else None,
     )
@@ -77,7 +78,8 @@ def create_app(api: AdminApi, *, port: int = 0, target: str = "") -> Flask:
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers.setdefault("Cache-Control", "no-store")
+        if request.endpoint != "static":
+            response.headers["Cache-Control"] = "no-store"  # pages are live data
         return response
 
     return app
