@@ -48,7 +48,7 @@ def create_app(api: AdminApi, *, port: int = 0, target: str = "") -> Flask:
         WTF_CSRF_TIME_LIMIT=8 * 3600,
         SEND_FILE_MAX_AGE_DEFAULT=3600,  # the CSS and the script: fetched once, not revalidated on every page
         # the console answers only under the names of the address it binds (no DNS rebinding)
-        TRUSTED_HOSTS=["127.0.0.1", "localhost"] if port else None,
+        TRUSTED_HOSTS=["127.0.0.1", "localhost", "::1", "[::1]"] if port else None,
     )
     CSRFProtect(app)
     app.extensions["admin_api"] = api
