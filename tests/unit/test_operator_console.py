@@ -131,3 +131,55 @@ def test_the_overview_numbers_are_served_from_memory_and_refreshed_behind_the_pa
     with pytest.raises(ApiUnreachable):
         cache.get(fresh=True)
     assert cache.known_statuses() == ["COMPLETED"]
+
+
+class TimelineApi:
+    """The entity timeline route's contract (issue 13): ``items`` in occurredAt order and a cursor."""
+
+    where = "fake"
+    observe = None
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str, str | None]] = []
+
+    def entity_events(self, kind: str, entity_id: str, cursor: str | None = None) -> dict[str, Any]:
+        self.asked.append((kind, entity_id, cursor))
+        items = [
+            {
+                "eventId": "mx_1",
+                "eventType": "workorder.status_changed",
+                "occurredAt": "2026-09-14T10:00:00.000Z",
+                "status": "COMPLETED",
+                "attempts": 1,
+                "statusChange": {"from": "OPEN", "to": "IN_PROGRESS"},
+                "handlers": {"sync": {"status": "SUCCEEDED"}},
+            },
+            {
+                "eventId": "mx_2",
+                "eventType": "workorder.status_changed",
+                "occurredAt": "2026-09-14T11:00:00.000Z",
+                "status": "FAILED",
+                "attempts": 2,
+                "statusChange": {"from": "IN_PROGRESS", "to": "DONE"},
+                "handlers": {"sync": {"status": "FAILED", "error": "CMMS: 503"}},
+                "lastError": "sync: CMMS: 503",
+            },
+        ]
+        return {"items": items, "nextCursor": None if cursor else "c2"}
+
+
+def test_the_timeline_page_lists_the_entitys_events_in_the_apis_order_with_its_cursor():
+    from devtools.operator_console.app import create_app
+
+    api = TimelineApi()
+    client = create_app(api).test_client()  # type: ignore[arg-type]
+
+    page = client.get("/entities/workorder/42")
+    html = page.get_data(as_text=True)
+
+    assert page.status_code == 200 and api.asked == [("workorder", "42", None)]
+    assert html.index("mx_1") < html.index("mx_2")  # the API's order, kept
+    assert "OPEN &rarr; IN_PROGRESS" in html and "sync: CMMS: 503" in html
+    assert 'href="/entities/workorder/42?cursor=c2"' in html
+    assert client.get("/entities/nothing/42").status_code == 404
+    assert client.get("/entities?kind=request&id=7").headers["location"] == "/entities/request/7"
