@@ -52,7 +52,12 @@ def create_app(api: AdminApi, *, port: int = 0, target: str = "") -> Flask:
     )
     CSRFProtect(app)
     app.extensions["admin_api"] = api
-    app.jinja_env.globals.update(target=target or api.where, kinds=views.ENTITY_KINDS)
+    app.jinja_env.globals.update(
+        target=target or api.where,
+        kinds=views.ENTITY_KINDS,
+        not_filters=views.NOT_FILTERS,
+        status_help=views.STATUS_HELP,
+    )
     app.jinja_env.filters["when"] = views.iso_time
     _routes(app, api)
     _entity_and_dlq_routes(app, api)

@@ -13,7 +13,11 @@ from typing import Any
 from devtools.admin_cli import iso_time
 
 # The statuses in the order an operator reads them (the API may add more: they follow)
-STATUS_ORDER = ("FAILED", "PARKED", "IN_PROGRESS", "QUEUED", "WAITING", "COMPLETED", "IGNORED")
+STATUS_ORDER = ("FAILED", "PARKED", "IN_PROGRESS", "QUEUED", "WAITING", "COMPLETED", "IGNORED", "SETTLED")
+# Overview buckets that are no status an event has, so no filter of the list: the stats'
+# SETTLED is "COMPLETED or IGNORED (or on a first attempt)", read from the indexes alone
+NOT_FILTERS = {"SETTLED"}
+STATUS_HELP = {"SETTLED": "completed or ignored (or on its first attempt right now)"}
 SERIES = (("received", "Received"), ("processed", "Processed"), ("failed", "Failed"))
 ENTITY_KINDS = ("workorder", "request", "asset")
 
@@ -34,7 +38,8 @@ def filter_statuses(known: list[str] | None) -> list[str]:
     """The status filter's choices: the API's own statuses when known (PARKED only where the
     stack has it), else the statuses every version of the API accepts."""
     if known is None:
-        return [status for status in STATUS_ORDER if status != "PARKED"]
+        return [status for status in STATUS_ORDER if status not in NOT_FILTERS | {"PARKED"}]
+    known = [status for status in known if status not in NOT_FILTERS] + ["COMPLETED", "IGNORED"]
     return [status for status in STATUS_ORDER if status in known] + sorted(set(known) - set(STATUS_ORDER))
 
 

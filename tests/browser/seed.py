@@ -5,9 +5,10 @@ per dozen events on this machine; the page-load figure needs the table's size, n
 path that filled it. So one real event is delivered and processed, its item read back
 as DynamoDB wrote it (the store's own update expressions built it), and copies with new
 ids, times, statuses and entities are written with ``BatchWriteItem``, 25 a request,
-from a few threads. ``firstSeenAt``/``listDay``/``updatedAt`` are spread over the last
-24 hours so the overview's counts and chart and the ``ByDay``/``ByStatus`` listings all
-see them.
+from a few threads; their index keys come from the store's own functions
+(``list_shard``, ``attention_value``). ``firstSeenAt``/``updatedAt`` are spread over the
+last 24 hours so the overview's counts and chart and the ``Recent``/``Attention``
+listings all see them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mx_webhooks.store import iso, list_day
+from mx_webhooks.store import attention_value, iso, list_shard
 
 STATUS_MIX = (("COMPLETED", 80), ("FAILED", 8), ("IGNORED", 6), ("QUEUED", 3), ("IN_PROGRESS", 3))
 
@@ -35,8 +36,16 @@ def seeded_items(template: dict[str, Any], count: int, now: float, *, seed: int 
         item["status"] = {"S": status}
         item["firstSeenAt"] = {"S": iso(first_seen)}
         item["updatedAt"] = {"S": iso(first_seen + rng.uniform(0.05, 2))}
-        item["listDay"] = {"S": list_day(first_seen)}
-        item["entityKey"] = {"S": f"workorder:{700000 + n % 900}"}
+        entity = f"workorder:{700000 + n % 900}"
+        item["entityKey"] = {"S": entity}
+        # the index keys as the store writes them: Recent by the entity's shard, Attention
+        # (sparse) by the event's own, only while it needs attention
+        item["listShard"] = {"S": list_shard({"entityKey": entity, "eventId": item["eventId"]["S"]})}
+        attention = attention_value(item["eventId"]["S"], status)
+        if attention is None:
+            item.pop("attention", None)
+        else:
+            item["attention"] = {"S": attention}
         item.pop("leaseUntil", None)
         item.pop("claimToken", None)
         if status == "FAILED":

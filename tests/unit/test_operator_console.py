@@ -80,7 +80,13 @@ def test_entity_links_only_for_work_orders_requests_and_assets(key, link):
 
 def test_the_status_filter_offers_parked_only_where_the_api_counts_it():
     assert "PARKED" not in views.filter_statuses(None)
-    assert views.filter_statuses(["COMPLETED", "FAILED", "PARKED", "NEW"]) == ["FAILED", "PARKED", "COMPLETED", "NEW"]
+    assert views.filter_statuses(["FAILED", "PARKED", "SETTLED", "NEW"]) == [
+        "FAILED",
+        "PARKED",
+        "COMPLETED",
+        "IGNORED",
+        "NEW",
+    ]
 
 
 def test_a_payload_is_indented_json_and_text_stays_text():
