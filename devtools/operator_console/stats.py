@@ -1,10 +1,10 @@
 """The overview's numbers, served from memory and refreshed behind the page (stale-while-revalidate).
 
-``GET /admin/stats`` reads every event of the last 24 hours from the ``ByDay`` index: a
-few Query pages per thousand events. Measured on the local stack with 5,000 events in
-the table: 5 to 12 s (moto's Query costs a few milliseconds per item it returns); on
-DynamoDB a page of 1,000 takes tens of milliseconds, so a busy day still takes a second
-or more. An overview that waited for it on every load would be slow exactly when
+``GET /admin/stats`` reads every event of the last 24 hours from the listing indexes
+(every shard of ``Recent`` and ``Attention``, a projection of a few attributes).
+Measured on the local stack with 5,000 events in the table: 9 to 15 s (moto reads its
+whole table for each of the 64 Queries); on DynamoDB a busy day is still tens of
+Query pages. An overview that waited for that on every load would be slow exactly when
 someone looks at it during an incident. So the console keeps the last answer: a page
 load gets it at once (saying how old it is), and when it is older than ``max_age`` one
 background refresh is started; the next load shows the new numbers. The first load
