@@ -57,6 +57,14 @@ def handler_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("console-handlers")
 
 
+@pytest.fixture(autouse=True)
+def healthy_handlers(handler_state: Path) -> Iterator[None]:
+    """Each test starts and ends with the test handlers working (a failed test leaves no flag)."""
+    yield
+    for flag in ("broken", "permanent"):
+        (handler_state / flag).unlink(missing_ok=True)
+
+
 @dataclass
 class Stack:
     process: LocalStackProcess
