@@ -289,12 +289,12 @@ def test_every_admin_route_requires_iam_and_the_webhook_routes_stay_public(templ
     assert set(routes) == {
         ("GET", "/admin/webhooks"),
         ("GET", "/admin/webhooks/{id}"),
+        ("GET", "/admin/entities/{kind}/{id}/events"),
         ("POST", "/admin/webhooks/{id}/retry"),
         ("POST", "/admin/webhooks/retry"),
         ("GET", "/admin/dlq"),
         ("POST", "/admin/dlq/redrive"),
         ("GET", "/admin/stats"),
-        ("GET", "/admin/entities/{kind}/{id}/events"),
     }
     assert all(security == [{"AWS_IAM": []}] for security in routes.values()), routes
     # and MaintainX's routes carry no IAM auth (they are verified by signature instead)
