@@ -102,6 +102,13 @@ load: install
 soak: install
 	$(PY) -m devtools.soak $(if $(STEPS),--steps $(STEPS),--minutes $(or $(MINUTES),10)) $(if $(SEED),--seed $(SEED))
 
+## test-samlocal: the sam local tier alone: the functions in Docker against the local stack (root; installs docker.io)
+# `make test` runs it with the rest. It starts a dockerd of its own in a network namespace of its own
+# and builds the stand-in Lambda image with ../shared/tools/lambda-python-image.sh (tests/samlocal).
+.PHONY: test-samlocal
+test-samlocal: install install-sam build
+	$(PY) -m pytest -q tests/samlocal
+
 ## test-fast: unit and integration tests only
 test-fast: install
 	$(PY) -m pytest -q tests/unit tests/integration

@@ -41,10 +41,19 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.conftest import ROOT
+from tests.e2e.test_readme_commands import bash_commands, readme_blocks, without_comment
 
 IMAGE_SCRIPT = ROOT.parent / "shared" / "tools" / "lambda-python-image.sh"
+README_ENV_FILE = ".local-stack/sam-env-3000.json"  # as the README writes it (make run's default port)
 STACK_PORT = 3990  # inside the namespace: no other stack there; the files are .local-stack/*-3990.*
 T = TypeVar("T")
+TIMINGS: dict[str, float] = {}  # step -> seconds, printed at the end of the run
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if TIMINGS:
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items())
+        terminalreporter.write_line(f"sam local tier, by step: {steps}")
 
 
 class Netns:
@@ -85,6 +94,7 @@ class Docker:
     env: dict[str, str]  # for every sam and docker command: DOCKER_HOST, the README's PATH
     timings: dict[str, float] = field(default_factory=dict)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    stack: tuple[subprocess.Popen[bytes], Path, float] | None = None  # make run: process, log, start time
 
     def start(self, argv: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
         """A long-running command in the namespace, in its own process group (stopped at the end)."""
@@ -144,8 +154,34 @@ def _wait(check: Callable[[], bool], timeout: float, what: str, log: Path | None
         time.sleep(0.2)
 
 
+def readme_sam_commands() -> list[tuple[str, str]]:
+    """(command, its comment) of every ``sam local`` and ``make send`` line of the README's sam-local section."""
+    found = []
+    for block in readme_blocks():
+        if block.section == "sam local" and block.lang == "bash":
+            for line in bash_commands(block.text):
+                if line.startswith(("sam local", "make send")):
+                    comment = line[len(without_comment(line)) :].strip().lstrip("#").strip()
+                    found.append((without_comment(line), comment))
+    return found
+
+
+def as_run_here(command: str, stack: StackInfo, api_port: int | None = None) -> str:
+    """The README's command with this run's env file (and start-api port), on the stand-in image."""
+    assert README_ENV_FILE in command or command.startswith("make send"), command
+    command = command.replace(README_ENV_FILE, str(stack.env_file.relative_to(ROOT)))
+    if api_port is not None:
+        command = command.replace("--port 3001", f"--port {api_port}").replace("PORT=3001", f"PORT={api_port}")
+    return command + (" --skip-pull-image" if command.startswith("sam local") else "")
+
+
 @pytest.fixture(scope="session")
 def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
+    if not (ROOT / ".aws-sam" / "build" / "template.yaml").exists():
+        message = "sam local tier: no .aws-sam/build: run `make build` first (make test does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     if os.geteuid() != 0:
         pytest.skip("sam local tier: Docker cannot run here: it needs root for a dockerd of its own (CI runs as root)")
     if not shutil.which("ip") or not shutil.which("nsenter"):
@@ -208,19 +244,26 @@ def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
             pytest.skip(f"sam local tier: Docker cannot run here: dockerd exited {daemon.returncode}:\n{tail}")
         timings["dockerd start"] = time.monotonic() - started
 
+        session.stack = _start_stack(session, logs)  # meanwhile: it needs the bridge, not the image
         started = time.monotonic()
         built = subprocess.run(["bash", str(IMAGE_SCRIPT)], env=env, capture_output=True, text=True, check=False)
         assert built.returncode == 0, f"{IMAGE_SCRIPT} failed:\n{built.stdout}\n{built.stderr[-3000:]}"
         timings["stand-in image"] = time.monotonic() - started
         yield session
     finally:
+        started = time.monotonic()
+        # the containers first, at once: the SAM CLI would stop each gracefully, seconds apiece
+        containers = subprocess.run(["docker", "ps", "-aq"], env=env, capture_output=True, text=True).stdout.split()
+        if containers:
+            subprocess.run(["docker", "rm", "-f", *containers], env=env, capture_output=True, check=False)
         for process in reversed(session.processes[1:]):
             _stop(process)
         _stop(daemon, signal.SIGTERM)
+        timings["teardown"] = time.monotonic() - started
+        TIMINGS.update(timings)
         netns.delete()
         shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
-        print("\nsam local tier: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
 
 
 @dataclass
@@ -229,27 +272,59 @@ class StackInfo:
     info: dict[str, Any]
     env_file: Path
     log: Path
+    servers: dict[str, tuple[subprocess.Popen[bytes], int, Path]] = field(default_factory=dict)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def local_stack(docker: Docker, tmp_path_factory: pytest.TempPathFactory) -> StackInfo:
+def _start_stack(docker: Docker, logs: Path) -> tuple[subprocess.Popen[bytes], Path, float]:
     """``make run`` as the README runs it, in the namespace (where Docker's bridge is)."""
-    ready = ROOT / ".local-stack" / f"stack-{STACK_PORT}.json"
-    env_file = ROOT / ".local-stack" / f"sam-env-{STACK_PORT}.json"
-    for stale in (ready, env_file):
+    for stale in (
+        ROOT / ".local-stack" / f"stack-{STACK_PORT}.json",
+        ROOT / ".local-stack" / f"sam-env-{STACK_PORT}.json",
+    ):
         stale.unlink(missing_ok=True)
-    log = tmp_path_factory.mktemp("stack") / "make-run.log"
-    started = time.monotonic()
-    process = docker.start(["make", "run", f"PORT={STACK_PORT}"], log)
+    log = logs / "make-run.log"
+    return docker.start(["make", "run", f"PORT={STACK_PORT}"], log), log, time.monotonic()
+
+
+@pytest.fixture(scope="session")
+def local_stack(docker: Docker) -> StackInfo:
+    """The stack ``make run`` started in the namespace, once it is ready."""
+    assert docker.stack is not None
+    process, log, started = docker.stack
+    ready = ROOT / ".local-stack" / f"stack-{STACK_PORT}.json"
     _wait(lambda: ready.exists() or process.poll() is not None, 120, "make run", log)
     assert process.poll() is None, f"make run exited {process.returncode}:\n{log.read_text()}"
-    docker.timings["make run"] = time.monotonic() - started
+    docker.timings["make run, ready after (started before the image build)"] = time.monotonic() - started
     info = json.loads(ready.read_text())
     assert info["docker_bridge"], f"make run found no Docker bridge in the namespace:\n{log.read_text()}"
-    return StackInfo(STACK_PORT, info, env_file, log)
+    stack = StackInfo(STACK_PORT, info, ROOT / ".local-stack" / f"sam-env-{STACK_PORT}.json", log)
+    stack.servers = start_servers(docker, stack, log.parent)
+    return stack
+
+
+def start_servers(docker: Docker, stack: StackInfo, logs: Path) -> dict[str, tuple[subprocess.Popen[bytes], int, Path]]:
+    """``sam local start-lambda`` and the README's ``start-api``, started now (they take half a
+    minute to listen, mostly waiting on Docker) while the first tests run; ``servers`` waits."""
+    (start_api,) = [c for c, _ in readme_sam_commands() if c.startswith("sam local start-api")]
+    lambda_port, api_port = free_port_in(docker.netns), free_port_in(docker.netns)
+    commands = {
+        "start-lambda": (
+            as_run_here(
+                f"sam local start-lambda --port {lambda_port} --warm-containers LAZY --env-vars {README_ENV_FILE} "
+                "--add-host host.docker.internal:host-gateway",
+                stack,
+            ),
+            lambda_port,
+        ),
+        "start-api": (as_run_here(start_api, stack, api_port), api_port),
+    }
+    return {
+        name: (docker.start(["bash", "-c", "exec " + command], logs / f"{name}.log"), port, logs / f"{name}.log")
+        for name, (command, port) in commands.items()
+    }
 
 
 def free_port_in(netns: Netns) -> int:

@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -36,14 +33,12 @@ import pytest
 from botocore.config import Config
 
 from tests.conftest import EVENTS, REGION, ROOT
-from tests.e2e.test_readme_commands import bash_commands, readme_blocks, without_comment
-from tests.samlocal.conftest import Docker, StackInfo, _stop, _wait, free_port_in
+from tests.samlocal.conftest import README_ENV_FILE, Docker, StackInfo, _wait, as_run_here, readme_sam_commands
 
 pytestmark = [pytest.mark.slow]
 
 INGEST_FILES = sorted(p.name for p in (EVENTS / "ingest").glob("*.json"))
 CONSUMER_FILES = sorted(p.name for p in (EVENTS / "consumer").glob("*.json"))
-README_ENV_FILE = ".local-stack/sam-env-3000.json"
 # What the consumer batches record (as tests/integration/test_sample_events.py checks in-process)
 BATCH_STATUSES = {
     "batch-mixed.json": {"COMPLETED"},
@@ -52,27 +47,6 @@ BATCH_STATUSES = {
     "batch-poison.json": {"COMPLETED"},  # the one good record; the two poison ones are parked
 }
 BATCH_PARKED = {"batch-poison.json": 2}
-
-
-def readme_sam_commands() -> list[tuple[str, str]]:
-    """(command, its comment) of every ``sam local`` and ``make send`` line of the README's sam-local section."""
-    found = []
-    for block in readme_blocks():
-        if block.section == "sam local" and block.lang == "bash":
-            for line in bash_commands(block.text):
-                if line.startswith(("sam local", "make send")):
-                    comment = line[len(without_comment(line)) :].strip().lstrip("#").strip()
-                    found.append((without_comment(line), comment))
-    return found
-
-
-def as_run_here(command: str, stack: StackInfo, api_port: int | None = None) -> str:
-    """The README's command with this run's env file (and start-api port), on the stand-in image."""
-    assert README_ENV_FILE in command or command.startswith("make send"), command
-    command = command.replace(README_ENV_FILE, str(stack.env_file.relative_to(ROOT)))
-    if api_port is not None:
-        command = command.replace("--port 3001", f"--port {api_port}").replace("PORT=3001", f"PORT={api_port}")
-    return command + (" --skip-pull-image" if command.startswith("sam local") else "")
 
 
 # -- the local stack, seen from the namespace -------------------------------------------------------
@@ -138,47 +112,58 @@ def _last_json(output: str) -> Any:
 def test_the_readme_sam_local_invoke_commands_answer_as_documented(docker: Docker, local_stack: StackInfo):
     invokes = [(c, note) for c, note in readme_sam_commands() if c.startswith("sam local invoke")]
     assert len(invokes) >= 3, "the README's sam local invoke commands are gone"
-    for command, note in invokes:
-        run = as_run_here(command, local_stack)
-        before = _lines(local_stack)
-        done = docker.netns.command(["bash", "-c", run], env=docker.env, cwd=ROOT, timeout=180)
-        assert done.returncode == 0, f"{run}\nexited {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
-        answer = _last_json(done.stdout)
-        if "ConsumerFunction" in command:
+    before = _lines(local_stack)
+    started = time.monotonic()
+    # all at once: each is a SAM CLI start, a container start and a cold start, mostly waiting
+    running = [
+        (
+            as_run_here(command, local_stack),
+            note,
+            subprocess.Popen(
+                [*docker.netns.prefix(), "bash", "-c", as_run_here(command, local_stack)],
+                env=docker.env,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+        )
+        for command, note in invokes
+    ]
+    for run, note, process in running:
+        stdout, stderr = process.communicate(timeout=240)
+        assert process.returncode == 0, f"{run}\nexited {process.returncode}\n{stdout}\n{stderr[-3000:]}"
+        answer = _last_json(stdout)
+        if "ConsumerFunction" in run:
             assert answer == {"batchItemFailures": []}, (run, answer)
             continue
         expected = int(note) if note.isdigit() else 202
         assert answer["statusCode"] == expected, (run, answer)
         if expected == 202:
             assert_processed_by_the_stack(docker, local_stack, json.loads(answer["body"])["eventId"], before)
+    docker.timings["README's sam local invoke commands, at once"] = time.monotonic() - started
 
 
-# -- every sample through sam local start-lambda -----------------------------------------------------
-@pytest.fixture(scope="module")
-def start_lambda(docker: Docker, local_stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """``sam local start-lambda`` with a warm container per function; a boto3 Lambda client for it."""
-    port = free_port_in(docker.netns)
-    log = tmp_path_factory.mktemp("start-lambda") / "sam.log"
-    command = as_run_here(
-        f"sam local start-lambda --port {port} --warm-containers EAGER --env-vars {README_ENV_FILE} "
-        "--add-host host.docker.internal:host-gateway",
-        local_stack,
-    )
+# -- the SAM CLI's local servers -------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def servers(docker: Docker, local_stack: StackInfo) -> dict[str, Any]:
+    """``sam local start-lambda`` (a boto3 Lambda client for it) and the README's ``start-api``,
+    started with the stack (``conftest.start_servers``), once both listen."""
     started = time.monotonic()
-    process = docker.start(shlex.split(command), log)
-    _wait(lambda: process.poll() is not None or _port_open(docker, port), 180, "sam local start-lambda", log)
-    assert process.poll() is None, log.read_text()
-    docker.timings["start-lambda (warm containers)"] = time.monotonic() - started
+    for name, (process, port, log) in local_stack.servers.items():
+        _wait(lambda p=process, n=port: p.poll() is not None or _port_open(docker, n), 180, f"sam local {name}", log)
+        assert process.poll() is None, log.read_text()
+    docker.timings["start-lambda and start-api, waited for"] = time.monotonic() - started
     client = boto3.client(
         "lambda",
-        endpoint_url=f"http://127.0.0.1:{port}",
+        endpoint_url=f"http://127.0.0.1:{local_stack.servers['start-lambda'][1]}",
         region_name=REGION,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
         config=Config(read_timeout=120, retries={"max_attempts": 0}),
     )
-    yield client
-    _stop(process)
+    _, api_port, api_log = local_stack.servers["start-api"]
+    return {"lambda": client, "api_port": api_port, "api_log": api_log}
 
 
 def _is_event(record: dict[str, Any]) -> bool:
@@ -197,13 +182,13 @@ def _invoke(client: Any, function: str, event: dict[str, Any]) -> Any:
 
 
 @pytest.mark.parametrize("name", INGEST_FILES)
-def test_every_ingest_sample_through_the_emulator(name, docker: Docker, local_stack: StackInfo, start_lambda):
+def test_every_ingest_sample_through_the_emulator(name, docker: Docker, local_stack: StackInfo, servers):
     # Given a sample delivery and the stack's consumer output so far
     event = json.loads((EVENTS / "ingest" / name).read_text())
     before = _lines(local_stack)
 
     # When the ingest function runs it in the Lambda emulator
-    answer = docker.netns.run(_invoke, start_lambda, "IngestFunction", event)
+    answer = docker.netns.run(_invoke, servers["lambda"], "IngestFunction", event)
 
     # Then a bad signature is refused and a genuine delivery accepted, then processed by the stack
     if "bad-signature" in name:
@@ -214,13 +199,13 @@ def test_every_ingest_sample_through_the_emulator(name, docker: Docker, local_st
 
 
 @pytest.mark.parametrize("name", CONSUMER_FILES)
-def test_every_consumer_batch_through_the_emulator(name, docker: Docker, local_stack: StackInfo, start_lambda):
+def test_every_consumer_batch_through_the_emulator(name, docker: Docker, local_stack: StackInfo, servers):
     # Given a sample SQS batch, and the stack's DLQ before it
     batch = json.loads((EVENTS / "consumer" / name).read_text())
     parked_before = docker.netns.run(_dlq_depth, local_stack)
 
     # When the consumer runs it in the Lambda emulator, against the stack's table and queues
-    answer = docker.netns.run(_invoke, start_lambda, "ConsumerFunction", batch)
+    answer = docker.netns.run(_invoke, servers["lambda"], "ConsumerFunction", batch)
 
     # Then no record is retried, each valid one is recorded as documented, poison is parked
     assert answer == {"batchItemFailures": []}
@@ -232,28 +217,20 @@ def test_every_consumer_batch_through_the_emulator(name, docker: Docker, local_s
 
 
 # -- the webhook route over HTTP --------------------------------------------------------------------
-def test_start_api_serves_the_webhook_route_to_the_sender(docker: Docker, local_stack: StackInfo, tmp_path: Path):
-    commands = dict(readme_sam_commands())
-    (start_api,) = [c for c in commands if c.startswith("sam local start-api")]
-    (send,) = [c for c in commands if c.startswith("make send")]
-    port = free_port_in(docker.netns)
-    log = tmp_path / "start-api.log"
-    started = time.monotonic()
-    process = docker.start(["bash", "-c", "exec " + as_run_here(start_api, local_stack, port)], log)
-    try:
-        _wait(lambda: process.poll() is not None or _port_open(docker, port), 180, "sam local start-api", log)
-        assert process.poll() is None, log.read_text()
-        docker.timings["start-api"] = time.monotonic() - started
-        before = _lines(local_stack)
+def test_start_api_serves_the_webhook_route_to_the_sender(docker: Docker, local_stack: StackInfo, servers):
+    # Given the README's start-api serving the template's routes, and its sender command
+    (send,) = [c for c, _ in readme_sam_commands() if c.startswith("make send")]
+    before = _lines(local_stack)
 
-        done = docker.netns.command(["bash", "-c", as_run_here(send, local_stack, port)], env=docker.env, cwd=ROOT)
+    # When the sender posts a signed delivery to it over HTTP
+    run = as_run_here(send, local_stack, servers["api_port"])
+    done = docker.netns.command(["bash", "-c", run], env=docker.env, cwd=ROOT, timeout=120)
 
-        assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{log.read_text()[-3000:]}"
-        (event_id,) = re.findall(r'"eventId":"([^"]+)"', done.stdout)
-        assert re.search(r"(?m)^202\s", done.stdout), done.stdout
-        assert_processed_by_the_stack(docker, local_stack, event_id, before)
-    finally:
-        _stop(process)
+    # Then the route answers 202 and the stack processes the delivery
+    assert done.returncode == 0, f"{run}\n{done.stdout}\n{done.stderr}\n{servers['api_log'].read_text()[-3000:]}"
+    assert re.search(r"(?m)^202\s", done.stdout), done.stdout
+    (event_id,) = re.findall(r'"eventId":"([^"]+)"', done.stdout)
+    assert_processed_by_the_stack(docker, local_stack, event_id, before)
 
 
 def test_the_tier_runs_the_readme_commands_it_claims():

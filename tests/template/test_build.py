@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_template
 
 BUILD = ROOT / ".aws-sam" / "build"
 SDK = ("boto3", "botocore")
@@ -47,7 +47,7 @@ def _function_env(function: str, **extra: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": "",  # as the template declares it
+        "AWS_ENDPOINT_URL": load_template()["Globals"]["Function"]["Environment"]["Variables"]["AWS_ENDPOINT_URL"],
         "POWERTOOLS_TRACE_DISABLED": "true",
         **variables,
         **extra,
