@@ -23,7 +23,11 @@ from tests.conftest import ROOT, load_template
 
 BUILD = ROOT / ".aws-sam" / "build"
 SDK = ("boto3", "botocore")
-HANDLERS = {"IngestFunction": "ingest_handler", "ConsumerFunction": "consumer_handler", "AdminFunction": "admin_handler"}
+HANDLERS = {
+    "IngestFunction": "ingest_handler",
+    "ConsumerFunction": "consumer_handler",
+    "AdminFunction": "admin_handler",
+}
 
 
 def _pins(requirements: Path) -> dict[str, str]:
@@ -52,6 +56,7 @@ def _function_env(function: str, **extra: str) -> dict[str, str]:
         **variables,
         **extra,
     }
+
 
 pytestmark = pytest.mark.skipif(
     not BUILD.exists() and not os.environ.get("CI"),
