@@ -19,7 +19,8 @@ Steps, each timed into the session's ``timings`` (the tier's budget is ~3 minute
    ``sam local`` command then gets ``--skip-pull-image``;
 4. ``make run`` in the namespace, on a port of its own (its env file for ``--env-vars``).
 
-It skips, saying why, only where Docker cannot run at all: not root (no namespace, no
+The fixtures are per module (the tier is one module), so nothing of it outlives the tier
+in a full run. It skips, saying why, only where Docker cannot run at all: not root (no namespace, no
 dockerd of our own), docker.io not installable, or dockerd not starting. A missing
 stand-in script fails: CI has it.
 """
@@ -175,7 +176,7 @@ def as_run_here(command: str, stack: StackInfo, api_port: int | None = None) -> 
     return command + (" --skip-pull-image" if command.startswith("sam local") else "")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
     if not (ROOT / ".aws-sam" / "build" / "template.yaml").exists():
         message = "sam local tier: no .aws-sam/build: run `make build` first (make test does)"
@@ -289,7 +290,7 @@ def _start_stack(docker: Docker, logs: Path) -> tuple[subprocess.Popen[bytes], P
     return docker.start(["make", "run", f"PORT={STACK_PORT}"], log), log, time.monotonic()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_stack(docker: Docker) -> StackInfo:
     """The stack ``make run`` started in the namespace, once it is ready."""
     assert docker.stack is not None

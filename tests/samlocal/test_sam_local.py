@@ -145,7 +145,7 @@ def test_the_readme_sam_local_invoke_commands_answer_as_documented(docker: Docke
 
 
 # -- the SAM CLI's local servers -------------------------------------------------------------------
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def servers(docker: Docker, local_stack: StackInfo) -> dict[str, Any]:
     """``sam local start-lambda`` (a boto3 Lambda client for it) and the README's ``start-api``,
     started with the stack (``conftest.start_servers``), once both listen."""
