@@ -34,8 +34,13 @@ from botocore.config import Config
 
 from tests.conftest import EVENTS, REGION, ROOT
 from tests.samlocal.conftest import README_ENV_FILE, Docker, StackInfo, _wait, as_run_here, readme_sam_commands
+from tests.template.test_build import HANDLERS, PINS, _function_env
 
 pytestmark = [pytest.mark.slow]
+
+IMAGE = "public.ecr.aws/lambda/python:3.13"
+# sys.path as Lambda's python3.13 runtime orders it (and the stand-in image's bootstrap sets it)
+LAMBDA_PYTHONPATH = "/var/task:/opt/python/lib/python3.13/site-packages:/opt/python:/var/runtime"
 
 INGEST_FILES = sorted(p.name for p in (EVENTS / "ingest").glob("*.json"))
 CONSUMER_FILES = sorted(p.name for p in (EVENTS / "consumer").glob("*.json"))
@@ -240,3 +245,30 @@ def test_the_tier_runs_the_readme_commands_it_claims():
     assert all(README_ENV_FILE in c for c in commands if c.startswith("sam local"))
     assert (ROOT / "events" / "consumer").is_dir() and INGEST_FILES and CONSUMER_FILES
     assert subprocess.run(["git", "check-ignore", "-q", ".local-stack/x.json"], cwd=ROOT).returncode == 0
+
+
+# -- the built artifacts in the Lambda image itself ---------------------------------------------------
+@pytest.mark.parametrize("function", ["IngestFunction", "ConsumerFunction"])
+def test_in_the_lambda_image_a_function_imports_the_layers_sdk_from_bytecode(function, docker: Docker):
+    # Given the build mounted read-only where Lambda mounts it, and the image's own boto3 (the runtime's)
+    build = ROOT / ".aws-sam" / "build"
+    env = _function_env(function, PYTHONPATH=LAMBDA_PYTHONPATH)
+    env.pop("PATH")
+    probe = (
+        f"import {HANDLERS[function]}, boto3, botocore, json\n"
+        "print(json.dumps({m.__name__: [m.__version__, m.__file__] for m in (boto3, botocore)}))\n"
+    )
+    argv = ["docker", "run", "--rm", "-v", f"{build / function}:/var/task:ro", "-v", f"{build / 'SharedLayer'}:/opt:ro"]
+    argv += [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
+    argv += ["--entrypoint", "/var/lang/bin/python3.13", IMAGE, "-B", "-v", "-c", probe]
+
+    # When a fresh interpreter in the image imports the entry module
+    done = subprocess.run(argv, env=docker.env, capture_output=True, text=True, timeout=120)
+
+    # Then boto3 and botocore are the layer's pinned pair, and nothing of /opt or /var/task compiles from source
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.splitlines()[-1])
+    assert {name: version for name, (version, _) in got.items()} == {name: PINS[name] for name in ("boto3", "botocore")}
+    assert all(file.startswith("/opt/python/") for _, file in got.values()), got
+    compiled = re.findall(r"^# code object from (/(?:opt|var/task)/\S+\.py)$", done.stderr, flags=re.MULTILINE)
+    assert compiled == []
