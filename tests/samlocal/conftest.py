@@ -224,7 +224,7 @@ def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
             f"{work}/exec",
             "--data-root",
             str(data),
-        ],  # fmt: skip
+        ],
         logs / "dockerd.log",
     )
     try:
