@@ -115,6 +115,13 @@ load: install
 soak: install
 	$(PY) -m devtools.soak $(if $(STEPS),--steps $(STEPS),--minutes $(or $(MINUTES),10)) $(if $(SEED),--seed $(SEED))
 
+## test-samlocal: the sam local tier alone: the functions in Docker against the local stack (root; installs docker.io)
+# `make test` runs it with the rest. It starts a dockerd of its own in a network namespace of its own
+# and builds the stand-in Lambda image with ../shared/tools/lambda-python-image.sh (tests/samlocal).
+.PHONY: test-samlocal
+test-samlocal: install install-sam build
+	$(PY) -m pytest -q tests/samlocal
+
 ## test-fast: unit and integration tests only
 test-fast: install
 	$(PY) -m pytest -q tests/unit tests/integration
@@ -140,11 +147,11 @@ scan: install install-scan
 validate: install install-sam
 	$(SAM) validate --lint
 
-## build: sam build, then compile the layer's and functions' bytecode
-# Lambda's /opt is read-only: without .pyc files every cold start recompiles every import.
+## build: sam build (the layer and functions with compiled bytecode: layers/common/Makefile, functions/Makefile)
+# Plain `sam build` does it all (BuildMethod: makefile), so `sam sync`, `sam build --use-container`
+# and a user following SAM's docs ship the same bytecode; it looks for python3.13 on PATH (set above).
 build: install-sam
 	$(SAM) build
-	$(PYTHON313) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build/SharedLayer/python .aws-sam/build/*Function
 
 ## deploy: sam deploy (CONFIG_ENV=dev|prod from samconfig.toml, else --guided)
 deploy: build
