@@ -81,7 +81,8 @@ from mx_webhooks.store import (
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
-QUERIES_PER_SHARD = 3  # bounds the reads one list request costs when filters are sparse
+QUERIES_PER_SHARD = 3  # bounds the reads one list request costs when filters are sparse (x SHARDS calls)
+MAX_SHARD_READ = 1000  # entries one shard Query of a listing asks for at most
 MAX_TIMELINE_QUERIES = 60  # pages of one Recent shard an entity timeline may read (60 x 1 MB)
 SHARD_READERS = 8  # parallel shard queries of one listing page
 FETCH_CHUNKS = 4  # pages of items one listing with a status reads by key at most
@@ -221,6 +222,102 @@ def _timeline_position(item: dict[str, Any]) -> Position:
 class _ShardRead:
     items: list[dict[str, Any]]
     frontier: Position | None  # the last item read when the shard was read only in part
+
+
+def _key_condition(
+    partition: str, shard: str, since_iso: str | None, upper: str | None
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The key condition of one shard's Query: ``firstSeenAt`` from ``since_iso`` up to ``upper``."""
+    key_expr = "#pk = :shard"
+    values: dict[str, Any] = {":shard": shard}
+    if since_iso and upper:
+        key_expr += " AND firstSeenAt BETWEEN :since AND :upper"
+        values.update({":since": since_iso, ":upper": upper})
+    elif upper:
+        key_expr += " AND firstSeenAt <= :upper"
+        values[":upper"] = upper
+    elif since_iso:
+        key_expr += " AND firstSeenAt >= :since"
+        values[":since"] = since_iso
+    return key_expr, {"#pk": partition}, values
+
+
+ShardQuery = Callable[[str, int, dict[str, Any] | None], tuple[list[dict[str, Any]], dict[str, Any] | None]]
+
+
+class _ShardMerge:
+    """Newest first across the shards of a listing index, each read only as far as the page needs.
+
+    A page of 50 over 32 shards takes ~1.6 entries a shard on average, so the first round
+    asks each shard for a few (``first``: twice its share, plus 2), in parallel; then only
+    the shards that still bound the merge are read again, for more each round. A shard's
+    frontier is the last entry its reads evaluated (``LastEvaluatedKey``, filters applied
+    after it): its unread entries are all older. An entry is taken only when it is at
+    least as new as every open shard's frontier, so nothing is skipped or repeated; when
+    the call budget (``QUERIES_PER_SHARD`` x shards) runs out first, ``resume`` is the
+    newest open frontier and the next page starts there (everything newer was taken).
+    Hand-written: DynamoDB has no merged Query over partitions, and no library does this.
+    """
+
+    def __init__(self, query: ShardQuery, shards: list[str], *, page: int, before: Position | None) -> None:
+        self.query = query
+        self.before = before
+        self.first = -(-page // len(shards)) * 2 + 2
+        self.rounds = 0
+        self.budget = QUERIES_PER_SHARD * len(shards)
+        self.stopped = False  # the budget ran out before the page was full
+        self.pending: dict[str, list[dict[str, Any]]] = {shard: [] for shard in shards}
+        self.start: dict[str, dict[str, Any] | None] = {}
+        self.frontier: dict[str, Position | None] = dict.fromkeys(shards)  # open shards; None: not read yet
+
+    def _read(self, shards: list[str], limit: int) -> None:
+        def one(shard: str) -> tuple[str, list[dict[str, Any]], dict[str, Any] | None]:
+            batch, start = self.query(shard, limit, self.start.get(shard))
+            return shard, batch, start
+
+        self.budget -= len(shards)
+        with ThreadPoolExecutor(max_workers=SHARD_READERS, thread_name_prefix="shard") as pool:
+            for shard, batch, start in pool.map(one, shards):
+                self.pending[shard].extend(i for i in batch if self.before is None or _position(i) < self.before)
+                if start is None:
+                    del self.frontier[shard]
+                else:
+                    self.start[shard], self.frontier[shard] = start, _position(start)
+
+    def _head(self) -> str | None:
+        """The shard whose next pending entry is the newest."""
+        heads = [(_position(items[0]), shard) for shard, items in self.pending.items() if items]
+        return max(heads)[1] if heads else None
+
+    def take(self, count: int) -> list[dict[str, Any]]:
+        """Up to ``count`` more entries, newest first (fewer: the index has no more, or ``stopped``)."""
+        taken: list[dict[str, Any]] = []
+        while len(taken) < count:
+            shard = self._head()
+            head = _position(self.pending[shard][0]) if shard else None
+            blocking = [s for s, f in self.frontier.items() if f is None or head is None or f > head]
+            if shard is not None and not blocking:
+                taken.append(self.pending[shard].pop(0))
+                continue
+            if not blocking:
+                break  # every shard read to its end, every entry taken
+            if self.budget < len(blocking):
+                self.stopped = True
+                break
+            wanted = max(count - len(taken), self.first) * 2 ** max(self.rounds - 1, 0)
+            self._read(blocking, self.first if self.rounds == 0 else min(wanted, MAX_SHARD_READ))
+            self.rounds += 1
+        return taken
+
+    def more(self) -> bool:
+        """Whether entries may be left (pending, or shards not read to their end)."""
+        return bool(self.frontier) or any(self.pending.values())
+
+    def resume(self) -> Position | None:
+        """Where the next page starts after a short ``take``: None when the index has no more."""
+        if not self.stopped:
+            return None
+        return max(f for f in self.frontier.values() if f is not None)
 
 
 def _status_change(item: dict[str, Any]) -> dict[str, str] | None:
@@ -393,46 +490,46 @@ class Admin:
     ) -> tuple[list[dict[str, Any]], Position | None]:
         """One page, newest first, merged from every shard of ``index``; and where the next starts.
 
-        With ``status`` (a Recent listing), items are read by key and kept when they have it.
+        The shards are read a little at a time (``_ShardMerge``); with ``status`` (a Recent
+        listing), items are read by key and kept when they have it.
         """
 
-        def read(shard: str) -> _ShardRead:
-            return self._read_shard(
-                index,
-                partition,
-                shard,
-                since_iso=since_iso,
-                before=position,
-                want=page,
-                filter_expr=filter_expr,
-                names=names,
-                values=values,
+        def query(shard: str, limit: int, start: dict[str, Any] | None) -> tuple[list[dict[str, Any]], Any]:
+            key_expr, key_names, key_values = _key_condition(
+                partition, shard, since_iso, position[0] if position else None
+            )
+            return self._index_page(
+                index, key_expr, {**key_names, **names}, {**values, **key_values}, filter_expr, limit, start
             )
 
-        with ThreadPoolExecutor(max_workers=SHARD_READERS, thread_name_prefix="shard") as pool:
-            reads = list(pool.map(read, all_shards()))
-        frontiers = [r.frontier for r in reads if r.frontier is not None]
-        bound = max(frontiers) if frontiers else None  # below it, a shard read in part may hold unread items
-        merged = sorted(
-            (i for r in reads for i in r.items if bound is None or _position(i) >= bound), key=_position, reverse=True
-        )
-        if index == ATTENTION_INDEX:
-            taken = merged[:page]
-            if len(taken) == page and (len(merged) > page or bound is not None):
-                return taken, _position(taken[-1])
-            return taken, (bound if len(taken) < page else None)
+        merge = _ShardMerge(query, all_shards(), page=page, before=position)
+        if index == ATTENTION_INDEX:  # every listed column is projected: no item reads
+            taken = merge.take(page)
+            if len(taken) == page:
+                return taken, (_position(taken[-1]) if merge.more() else None)
+            return taken, merge.resume()
         kept: list[dict[str, Any]] = []
-        for offset in range(0, min(len(merged), page * FETCH_CHUNKS), page):
-            chunk = merged[offset : offset + page]
-            for entry, item in zip(chunk, self._fetch([str(i["eventId"]) for i in chunk]), strict=True):
+        for _ in range(FETCH_CHUNKS):  # read enough items by key for one request at most
+            chunk = merge.take(page - len(kept) if status is None else page)
+            for n, (entry, item) in enumerate(
+                zip(chunk, self._fetch_batch([str(i["eventId"]) for i in chunk]), strict=True)
+            ):
                 if item and (status is None or item.get("status") == status):
                     kept.append(item)
                 if len(kept) == page:
-                    more = entry is not merged[-1] or bound is not None
+                    more = n < len(chunk) - 1 or merge.more()
                     return kept, (_position(entry) if more else None)
-        if len(merged) > page * FETCH_CHUNKS:  # read enough items by key for one request
-            return kept, _position(merged[page * FETCH_CHUNKS - 1])
-        return kept, bound
+            if not chunk or merge.stopped:
+                return kept, merge.resume()
+        return kept, (_position(chunk[-1]) if merge.more() else None)
+
+    def _fetch_batch(self, event_ids: list[str]) -> list[dict[str, Any]]:
+        """The listed columns of ``event_ids``' items, in that order (missing ones as ``{}``):
+        BatchGetItem, 100 keys a call, strongly consistent (a listing shows the status a retry
+        just set). A projection costs the same read units; it makes the answers smaller."""
+        items = self.store.items(event_ids, consistent=True, attributes=LISTED)
+        found = {str(item["eventId"]): item for item in items}
+        return [found.get(event_id, {}) for event_id in event_ids]
 
     def _fetch(self, event_ids: list[str]) -> list[dict[str, Any]]:
         """The items of ``event_ids``, in that order (missing ones as ``{}``): one Query on the

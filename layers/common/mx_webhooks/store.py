@@ -801,12 +801,19 @@ class EventStore:
         last = result.get("LastEvaluatedKey")
         return [from_item(i) for i in result.get("Items", [])], (from_item(last) if last else None)
 
-    def items(self, event_ids: list[str]) -> list[dict[str, Any]]:
-        """The items of ``event_ids`` (those that exist), 100 keys per BatchGetItem, eventually consistent."""
+    def items(
+        self, event_ids: list[str], *, consistent: bool = False, attributes: tuple[str, ...] = ()
+    ) -> list[dict[str, Any]]:
+        """The items of ``event_ids`` (those that exist), 100 keys per BatchGetItem, eventually
+        consistent unless ``consistent``; only ``attributes`` when given (with ``eventId``)."""
         found: list[dict[str, Any]] = []
+        shape: dict[str, Any] = {"ConsistentRead": consistent}
+        if attributes:
+            names = {f"#a{n}": name for n, name in enumerate(dict.fromkeys(("eventId", *attributes)))}
+            shape.update(ProjectionExpression=", ".join(names), ExpressionAttributeNames=names)
         for offset in range(0, len(event_ids), 100):
             keys = [{"eventId": {"S": event_id}} for event_id in dict.fromkeys(event_ids[offset : offset + 100])]
-            request: dict[str, Any] = {self.table: {"Keys": keys}}
+            request: dict[str, Any] = {self.table: {"Keys": keys, **shape}}
             for _ in range(10):
                 result = self.client.batch_get_item(RequestItems=request)
                 found.extend(from_item(i) for i in result.get("Responses", {}).get(self.table, []))

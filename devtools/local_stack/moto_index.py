@@ -1,0 +1,200 @@
+"""A local-stack-only speed-up of moto's DynamoDB Query: only the partition is walked.
+
+moto (5.x, ``moto/dynamodb/models/table.py``, ``Table.query``) serves every Query by
+listing the WHOLE table (``Table.all_items``: every item, sorted by key) and then keeping
+the items whose partition key matches, for a GSI Query as for a Query on the table key.
+With 5,000 events that costs ~15-20 ms per call on this machine, whatever the call
+asks for, where DynamoDB reads only the partition. The admin listings make dozens of
+such calls a page (one per listing shard), so on the local stack they took seconds.
+
+:func:`indexed_queries` narrows what ``all_items`` returns, for the length of one
+``Table.query`` call on the calling thread only, to the items of the queried partition:
+for a GSI, the items whose index hash attributes equal the query's; for the table, the
+item(s) under the hash key (a dict lookup). The original ``Table.query`` then runs
+unchanged on that subset: same sort (the subset of a sorted list, sorted the same way),
+same conditions, limits, pagination keys, projections and filters, hence the same
+results; moto's other callers of ``all_items`` (Scan, exports) are untouched.
+``tests/unit/test_moto_index.py`` compares answers with and without it.
+
+Nothing in the product relies on this: real DynamoDB reads only the partition anyway,
+and the listings' cost on DynamoDB (calls, read units) is measured by
+``devtools/bench/listing.py`` independently of it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+_narrow = threading.local()  # the partition the current thread's Table.query asks for
+# Partitions listed once per table state: every moto write bumps ``_writes`` when it returns
+# (the backend's writes, PartiQL, and Table.put_item/delete_item under them), and a cached
+# partition list is used only while ``_writes`` is what it was before that list was made.
+_writes = [0]
+_cache: dict[tuple[int, str, Any], tuple[int, Any, list[Any]]] = {}
+_cache_lock = threading.Lock()
+_WRITES = (
+    ("models", "DynamoDBBackend", "put_item"),
+    ("models", "DynamoDBBackend", "update_item"),
+    ("models", "DynamoDBBackend", "delete_item"),
+    ("models", "DynamoDBBackend", "transact_write_items"),
+    ("models", "DynamoDBBackend", "execute_statement"),
+    ("models", "DynamoDBBackend", "execute_transaction"),
+    ("models", "DynamoDBBackend", "batch_execute_statement"),
+    ("models", "DynamoDBBackend", "delete_table"),
+    ("models.table", "Table", "put_item"),
+    ("models.table", "Table", "delete_item"),
+)
+
+
+@contextmanager
+def indexed_queries() -> Iterator[None]:
+    """Patch moto's ``Table.query``/``Table.all_items`` for the block (re-entrant: nested uses are no-ops)."""
+    from moto.dynamodb.models.dynamo_type import deserializer, serializer
+    from moto.dynamodb.models.table import Table
+
+    if getattr(Table.query, "_partition_only", False):
+        yield
+        return
+    query, all_items = Table.__dict__["query"], Table.__dict__["all_items"]
+
+    signature = inspect.signature(query)
+
+    @functools.wraps(query)
+    def partition_query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(self, hash_key, *args, **kwargs).arguments
+        index_name, conditions = arguments.get("index_name"), arguments.get("hash_key_conditions")
+        if index_name:
+            if not conditions:
+                return query(self, hash_key, *args, **kwargs)
+            ranges = [k["AttributeName"] for k in self.get_index(index_name).schema if k["KeyType"] == "RANGE"]
+            wanted: Any = ("index", (dict(conditions), tuple(ranges)))
+        elif hash_key is not None:
+            wanted = ("table", hash_key)
+        else:
+            return query(self, hash_key, *args, **kwargs)
+        previous = getattr(_narrow, "wanted", None)
+        _narrow.wanted = (self, wanted)
+        try:
+            return query(self, hash_key, *args, **kwargs)
+        finally:
+            _narrow.wanted = previous
+
+    def narrowed_items(self: Any) -> list[Any]:
+        current = getattr(_narrow, "wanted", None)
+        if current is None or current[0] is not self:
+            return all_items(self)  # type: ignore[no-any-return]
+        _narrow.wanted = None  # the one call Table.query makes
+        kind, value = current[1]
+        return _partition(self, kind, value, all_items)
+
+    from moto.dynamodb.models.dynamo_type import Item
+
+    project = Item.__dict__["project"]
+
+    @functools.wraps(project)
+    def top_level_project(self: Any, projection_expressions: list[list[str]]) -> Any:
+        names = [expr[0] for expr in projection_expressions if len(expr) == 1]
+        if len(names) != len(projection_expressions) or len(set(names)) != len(names) or any("[" in n for n in names):
+            return project(self, projection_expressions)
+        # what project() builds from self.to_regular_json(), converting only the named attributes
+        result = {
+            name: deserializer.deserialize(self.attrs[name].to_regular_json()) for name in names if name in self.attrs
+        }
+        return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=serializer.serialize(result)["M"])
+
+    partition_query._partition_only = True  # type: ignore[attr-defined]
+    Table.query = partition_query
+    Table.all_items = narrowed_items
+    Item.project = top_level_project
+    restore = _count_writes()
+    try:
+        yield
+    finally:
+        Table.query = query
+        Table.all_items = all_items
+        Item.project = project
+        restore()
+        _cache.clear()
+
+
+def _count_writes() -> Callable[[], None]:
+    """Wrap every moto DynamoDB write so that it bumps ``_writes`` when it returns; the undo."""
+    import importlib
+
+    patched: list[tuple[Any, str, Any]] = []
+    for module_name, owner_name, name in _WRITES:
+        owner = getattr(importlib.import_module(f"moto.dynamodb.{module_name}"), owner_name)
+        original = owner.__dict__.get(name)
+        if original is None:
+            continue
+
+        def counted(*args: Any, __original: Any = original, **kwargs: Any) -> Any:
+            try:
+                return __original(*args, **kwargs)
+            finally:
+                with _cache_lock:
+                    _writes[0] += 1
+
+        setattr(owner, name, functools.wraps(original)(counted))
+        patched.append((owner, name, original))
+
+    def undo() -> None:
+        for owner, name, original in patched:
+            setattr(owner, name, original)
+
+    return undo
+
+
+def _partition(table: Any, kind: str, value: Any, all_items: Callable[[Any], list[Any]]) -> list[Any]:
+    """The items ``all_items`` would list that the query's partition condition can match, in its order."""
+    if kind == "table":
+        found = table.items.get(value)
+        if found is None:
+            return []
+        items = list(found.values()) if table.range_key_attr else [found]
+        return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+    conditions, ranges = value
+    key = (id(table), ranges, tuple((n, v.type, str(v.value)) for n, v in sorted(conditions.items())))
+    writes = _writes[0]  # read before listing: a write during the listing makes this list stale at once
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is not None and cached[0] == writes and cached[1] is table:
+        return list(cached[2])
+    items = sorted(
+        (
+            item
+            for item in table.items.values()
+            for item in (item.values() if table.range_key_attr else (item,))
+            if all(_equal(item.attrs.get(name), expected) for name, expected in conditions.items())
+        ),
+        key=lambda x: _index_order(x, ranges),
+    )
+    with _cache_lock:
+        _cache[key] = (writes, table, items)
+    return list(items)
+
+
+def _index_order(item: Any, ranges: tuple[str, ...]) -> tuple[Any, ...]:
+    """About the order ``Table.sorted_items`` puts a partition in (range keys, then table key).
+
+    Only a hint: moto sorts the partition itself, by a key unique to each item (it ends with
+    the table key), so the result does not depend on this order; an already sorted list
+    just makes its sort cheap (Timsort: one comparison per item).
+    """
+    keys = [item.attrs.get(name) for name in ranges]
+    return (*((k is not None, str(k.value) if k is not None else "") for k in keys), str(item.hash_key.value))
+
+
+def _equal(found: Any, expected: Any) -> bool:
+    """``found == expected`` as moto compares them; strings and binaries by their raw value
+    (moto's ``DynamoType.__eq__`` converts both values on every call: most of the cost)."""
+    if found is None:
+        return False
+    if found.type == expected.type and found.type in ("S", "B"):
+        return bool(found.value == expected.value)
+    return bool(found == expected)
