@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     listing = command(commands, "list", help="events, newest first")
-    listing.add_argument("--status", help="IN_PROGRESS, COMPLETED, FAILED, IGNORED or QUEUED")
+    listing.add_argument("--status", help="IN_PROGRESS, COMPLETED, FAILED, PARKED, WAITING, IGNORED or QUEUED")
     listing.add_argument("--type", dest="event_type", help="e.g. workorder.created")
     listing.add_argument("--source")
     listing.add_argument("--since", help="ISO 8601 or an age: 90m, 12h, 2d")
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     bulk = command(
         commands,
         "retry-failed",
-        help="re-enqueue every FAILED (or stranded QUEUED, or stalled IN_PROGRESS) event since a time",
+        help="re-enqueue every FAILED or PARKED (or stranded QUEUED, or stalled IN_PROGRESS) event since a time",
     )
     bulk.add_argument("--since", required=True, help="ISO 8601 or an age: 12h, 1d")
     bulk.add_argument("--limit", type=int, default=100)
@@ -295,7 +295,7 @@ def _retry_failed(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
         for skipped in answer["skipped"]:
             print(f"  skipped {skipped['eventId']}: {skipped['reason']}", file=out)
     if answer["more"] and not args.json:
-        print(f"more FAILED events remain beyond --limit {args.limit}; run again", file=out)
+        print(f"more FAILED or PARKED events remain beyond --limit {args.limit}; run again", file=out)
     return EXIT_PARTIAL if answer.get("skipped") else EXIT_OK
 
 

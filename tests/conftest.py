@@ -79,6 +79,14 @@ class Stack:
         }
 
 
+@pytest.fixture(autouse=True)
+def fresh_circuit_breakers() -> None:
+    """Each test starts with every integration's circuit breaker closed (they are process-wide)."""
+    from mx_webhooks import breaker
+
+    breaker.configure(breaker.BreakerSettings())
+
+
 @pytest.fixture
 def aws() -> Iterator[None]:
     from moto import mock_aws

@@ -90,11 +90,11 @@ def test_a_permanent_error_parks_that_handler_alone_and_retry_handler_runs_only_
         "mapping": "PARKED",
         "history": "SUCCEEDED",
     }
-    assert item["status"] == "FAILED" and item["parked"] is True
+    assert item["status"] == "PARKED" and item["parked"] is True
     assert len(receive_all(stack.dlq_url)) == 1
     config = AdminConfig(TABLE_NAME=stack.table_name, QUEUE_URL=stack.queue_url, DLQ_URL=stack.dlq_url)
     admin = Admin(config, boto3.client("dynamodb", region_name=REGION), boto3.client("sqs", region_name=REGION))
-    listed = admin.list_events(status="FAILED")["items"]
+    listed = admin.list_events(status="PARKED")["items"]
     assert [(i["eventId"], i.get("parked")) for i in listed] == [("evt_perm_one", True)]
 
     # When the mapping is fixed and the operator retries that handler alone

@@ -53,7 +53,7 @@ The invariants, checked where things happen:
 1. **No message is deleted while its event is unfinished and unparked**, when it is
    the last copy: checked at every delete from the queue (the event source mapping)
    or the DLQ (a redrive), against the event's record at that moment. Finished is
-   COMPLETED or IGNORED; parked is FAILED with ``parked``. (A copy may go while another
+   COMPLETED or IGNORED; parked is PARKED. (A copy may go while another
    of the same event is still queued, in flight or parked, or while the event is QUEUED:
    an operator's retry then owns it and sends its own message, checked at the end.)
 2. **Every handler of every accepted event completes exactly once, or the event is
@@ -64,7 +64,7 @@ The invariants, checked where things happen:
    its end, an admin command that failed or timed out repeated by the operator once the
    event counts as stranded, the queue drained, the clock moved past the stalled-claim
    threshold and the sweep run), every accepted delivery's event
-   is COMPLETED with each handler run (IGNORED when it has none), or FAILED and parked
+   is COMPLETED with each handler run (IGNORED when it has none), or PARKED
    (or in the DLQ; with no record at all only when every claim was refused) with an
    alert naming it; a handler never runs for a refused delivery. A rerun is allowed only in the window no
    design closes: the earlier run's success never reached the table because its
@@ -424,7 +424,7 @@ def test_regression_no_alert_when_killed_between_parking_and_publishing(aws: Non
         ("receive", 1, 0),  # the last receive the queue allows
         ("advance", 0, OK),
         ("advance", 0, OK),  # claimed
-        ("advance", 0, LOST_FINAL),  # ticket.open raises PermanentError: FAILED and parked
+        ("advance", 0, LOST_FINAL),  # ticket.open raises PermanentError: PARKED
         ("advance", 0, OK),  # recorded; to the DLQ send
         ("advance", 0, OK),  # in the DLQ; the alert is next
         ("advance", 0, KILL),  # dies before publishing it; the message is not deleted either
@@ -442,7 +442,7 @@ def test_regression_a_parked_event_completed_later_no_longer_says_parked(aws: No
             ("receive", 1, 0),
             ("advance", 0, OK),
             ("advance", 0, OK),  # claimed
-            ("advance", 0, LOST_FINAL),  # ticket.open raises PermanentError: FAILED, parked, in the DLQ
+            ("advance", 0, LOST_FINAL),  # ticket.open raises PermanentError: PARKED, in the DLQ
             ("settle",),
             ("admin", "redrive", 0),  # the operator fixed the cause and redrives
             ("settle",),  # evt-1 runs again and completes

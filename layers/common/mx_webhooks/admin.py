@@ -55,6 +55,7 @@ from mx_webhooks.store import (
     IGNORED,
     IN_PROGRESS,
     LISTED,
+    PARKED,
     QUEUED,
     STATUSES,
     EventStore,
@@ -438,7 +439,7 @@ class Admin:
     ) -> dict[str, Any]:
         """Re-enqueue every event that needs it, first seen since ``since``, oldest first, at most ``limit``.
 
-        That is: FAILED events; QUEUED ones whose retry message was lost (still QUEUED
+        That is: FAILED and PARKED events; QUEUED ones whose retry message was lost (still QUEUED
         ``STRANDED_AFTER_SECONDS`` after the request); IN_PROGRESS ones whose holder was
         stopped (lease ended ``stalled_after_seconds`` ago, nobody took over).
         """
@@ -449,6 +450,7 @@ class Admin:
         most = parse_int(limit, "limit", default=DEFAULT_BULK_RETRY, low=1, high=MAX_BULK_RETRY)
         wanted: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
             (FAILED, None, {}),
+            (PARKED, None, {}),
             (QUEUED, "updatedAt < :stranded", {":stranded": _iso_now(now - STRANDED_AFTER_SECONDS)}),
             (IN_PROGRESS, "leaseUntil < :cutoff", {":cutoff": int(now - self.config.stalled_after_seconds)}),
         )

@@ -59,6 +59,8 @@ METRIC_CATALOG: dict[str, tuple[str, ...]] = {
     "EventRetried": (),
     "DLQRedriven": (),
     "ExampleHandled": ("eventType",),
+    "CircuitState": ("integration",),  # 0 closed, 1 half-open (probing), 2 open: at each change
+    "EventDeferred": ("integration",),  # a handler not called: its integration's circuit is open
 }
 
 
@@ -125,6 +127,23 @@ def metrics_batch() -> Iterator[None]:
                 documents = [record]
         if documents:
             _write(documents)
+
+
+def current_batch() -> list[Any] | None:
+    """This thread's open ``metrics_batch`` (None outside one), to hand to worker threads."""
+    return getattr(_pending, "batch", None)
+
+
+@contextlib.contextmanager
+def joined_batch(batch: list[Any] | None) -> Iterator[None]:
+    """In a worker thread: this thread's metrics join ``batch``, another thread's open batch
+    (a handler run in the consumer's pool reports in its event's line). ``list.append`` is atomic."""
+    previous = getattr(_pending, "batch", None)
+    _pending.batch = batch
+    try:
+        yield
+    finally:
+        _pending.batch = previous
 
 
 def log_with_metrics(message: str, **fields: Any) -> None:

@@ -23,6 +23,18 @@ class PermanentError(Exception):
     """Raised by a handler when no retry can succeed (bad data, 4xx): park at once."""
 
 
+class Deferred(Exception):
+    """Raised instead of calling a downstream that is known to be down (its circuit breaker is
+    open, ``mx_webhooks.breaker``): the handler did not run. The consumer records the event
+    WAITING with this reason, brings it back no sooner than ``retry_in`` seconds (and on the
+    backoff schedule), and does not count the attempt towards the retry limit."""
+
+    def __init__(self, integration: str, retry_in: float, reason: str) -> None:
+        super().__init__(reason)
+        self.integration = integration
+        self.retry_in = retry_in
+
+
 @dataclass(frozen=True, slots=True)
 class Handler:
     name: str

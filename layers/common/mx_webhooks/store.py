@@ -7,7 +7,7 @@ checkpoints inside it, and a claim that costs one write. Two tables and two writ
 paths for one fact would drift. The claim follows the same conditional-write idea:
 
     attribute_not_exists(eventId)                       -- new
-    OR status IN (FAILED, QUEUED)                       -- failed before / retry asked
+    OR status IN (FAILED, QUEUED, WAITING, PARKED)      -- failed, retry asked, held, redriven
     OR (status = IN_PROGRESS AND leaseUntil < now)      -- the holder died
 
 Every later write is conditional on the claim's token, so a worker whose lease was
@@ -42,16 +42,20 @@ from mx_webhooks.normalize import SCOPE_SEPARATOR
 
 
 class Status(StrEnum):
-    """An event's status. QUEUED (an operator asked for a retry) and FAILED may be claimed;
-    IN_PROGRESS only once its lease has ended; COMPLETED and IGNORED are final (a forced
-    admin retry aside). FAILED with ``parked`` set means nobody will retry it by itself."""
+    """An event's status, derived from its handlers' states. FAILED (some will be retried),
+    QUEUED (an operator asked for a retry), WAITING and PARKED may be claimed; IN_PROGRESS
+    only once its lease has ended; COMPLETED and IGNORED are final (a forced admin retry
+    aside). PARKED: in the DLQ, nobody will retry it by itself (a redrive or an operator's
+    retry will); the record also keeps ``parked`` set until it completes, so the attempt
+    that claims it back knows to rerun its parked handlers."""
 
     IN_PROGRESS = "IN_PROGRESS"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     IGNORED = "IGNORED"
     QUEUED = "QUEUED"
-    WAITING = "WAITING"  # held behind an earlier event of its work order or request (``waitingFor``)
+    WAITING = "WAITING"  # held behind an earlier event of its entity, or by an open circuit (``waitingFor``)
+    PARKED = "PARKED"
 
 
 class HandlerStatus(StrEnum):
@@ -76,6 +80,7 @@ FAILED = Status.FAILED
 IGNORED = Status.IGNORED
 QUEUED = Status.QUEUED
 WAITING = Status.WAITING
+PARKED = Status.PARKED
 STATUSES = tuple(Status)
 
 INVALID_PREFIX = f"invalid{SCOPE_SEPARATOR}"
@@ -184,6 +189,8 @@ class HandlerResult:
     duration_ms: int
     error: str | None = None
     permanent: bool = False  # raised PermanentError: park, don't retry (not stored)
+    deferred: str | None = None  # not called: this integration's circuit is open (not stored)
+    retry_in: float = 0.0  # ...until then, in seconds (not stored)
     at: str = field(default_factory=lambda: _iso(time.time()))
 
     def to_value(self) -> dict[str, Any]:
@@ -238,6 +245,7 @@ class EventStore:
             ":failed": FAILED,
             ":queued": QUEUED,
             ":waiting": WAITING,
+            ":parked": PARKED,
             ":now": int(now),
             ":now_iso": _iso(now),
             ":day": list_day(now),
@@ -279,7 +287,7 @@ class EventStore:
                 ConditionExpression=(
                     "attribute_not_exists(eventId) OR ("
                     + same_payload
-                    + " AND (#s IN (:failed, :queued, :waiting) OR (#s = :in_progress AND leaseUntil < :now)))"
+                    + " AND (#s IN (:failed, :queued, :waiting, :parked) OR (#s = :in_progress AND leaseUntil < :now)))"
                 ),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values),
@@ -319,9 +327,17 @@ class EventStore:
         results: dict[str, HandlerResult],
         error: str | None = None,
         parked: bool = False,
+        waiting_for: str | None = None,
+        deferred: bool = False,
         now: float | None = None,
     ) -> None:
-        """Record the outcome of this attempt and release the lease."""
+        """Record the outcome of this attempt and release the lease.
+
+        ``deferred``: the attempt ran nothing (every handler left waits for an open circuit);
+        its claim token joins ``deferredClaims`` (a set: a lost reply's retry adds it once),
+        whose size the consumer takes off the receive count before deciding to park.
+        Parking or completing forgets them (a redriven or retried message counts afresh).
+        """
         now = time.time() if now is None else now
         extra: dict[str, Any] = {
             "status": status,
@@ -330,8 +346,10 @@ class EventStore:
         }
         # None removes it: an event completed by a redrive or a retry is no longer parked
         extra["parked"] = True if parked else None
-        extra["waitingFor"] = None
-        self._update_owned(event_id, token, results, extra_sets=extra, now=now, release=True)
+        extra["waitingFor"] = waiting_for
+        if status in (COMPLETED, PARKED):
+            extra["deferredClaims"] = None
+        self._update_owned(event_id, token, results, extra_sets=extra, now=now, release=True, add_claim=deferred)
 
     def release(self, event_id: str, token: str, *, results: dict[str, HandlerResult], error: str) -> None:
         """After an error while holding the claim: record this attempt FAILED and free the claim.
@@ -355,6 +373,7 @@ class EventStore:
         now: float,
         release: bool = False,
         only_in_progress: bool = False,
+        add_claim: bool = False,
     ) -> None:
         # "#h" only when used: DynamoDB rejects unused names, and a finish with no new
         # results (every pending handler already succeeded) is legitimate.
@@ -374,6 +393,10 @@ class EventStore:
                 values[f":x{index}"] = value
                 sets.append(f"#x{index} = :x{index}")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        if add_claim:  # a set: adding the same token again (a lost reply's retry) changes nothing
+            names["#dc"] = "deferredClaims"
+            values[":dc"] = {token}
+            expression += " ADD #dc :dc"
         condition = "claimToken = :token"
         if only_in_progress:
             names["#st"] = "status"
@@ -406,7 +429,7 @@ class EventStore:
         return f"{INVALID_PREFIX}{digest[:40]}"
 
     def record_invalid(self, event_id: str, meta: dict[str, Any], reason: str, now: float | None = None) -> None:
-        """Record a delivery no retry can fix as FAILED and parked, under ``invalid_key``.
+        """Record a delivery no retry can fix as PARKED, under ``invalid_key``.
 
         One write, safe to repeat (a lost reply's retry rewrites the same values; the
         attempts count may then read one high). A completed record is never overwritten.
@@ -414,7 +437,7 @@ class EventStore:
         now = time.time() if now is None else now
         values = {
             **{k: v for k, v in meta.items() if v is not None and k != "eventId"},
-            "status": FAILED,
+            "status": PARKED,
             "parked": True,
             "lastError": reason[:2000],
             "updatedAt": _iso(now),
@@ -522,14 +545,14 @@ class EventStore:
         return items[:limit]
 
     def mark_stalled(self, event_id: str, claim_token: str, *, reason: str, now: float | None = None) -> bool:
-        """Record a stalled claim as FAILED and parked, if nobody has taken it over; True if marked.
+        """Record a stalled claim as PARKED, if nobody has taken it over; True if marked.
 
         Conditional on the stalled holder's token and an ended lease, so a live holder is
         never touched; a retry after a lost reply rewrites the same values.
         """
         now = time.time() if now is None else now
         values = {
-            ":failed": FAILED,
+            ":parked": PARKED,
             ":true": True,
             ":reason": reason[:2000],
             ":now": _iso(now),
@@ -540,7 +563,7 @@ class EventStore:
             TableName=self.table,
             Key={"eventId": {"S": event_id}},
             UpdateExpression=(
-                "SET #s = :failed, parked = :true, lastError = :reason, updatedAt = :now, "
+                "SET #s = :parked, parked = :true, lastError = :reason, updatedAt = :now, "
                 "finishedAt = :now, stalledAt = :now, alertedAt = :now"
             ),
             ConditionExpression="claimToken = :token AND leaseUntil < :epoch",
@@ -574,8 +597,9 @@ class EventStore:
         """Record an event held behind an earlier, unfinished event of its entity: WAITING, with
         the id it waits for, so the wait is listed and shown (``admin list --status WAITING``).
 
-        Only over a record nobody holds or finished (new, FAILED, QUEUED, WAITING); the same
-        values again after a lost reply. Returns False when the record was not changed.
+        Only over a record nobody holds or finished (new, FAILED, QUEUED, WAITING, PARKED and
+        redriven); the same values again after a lost reply. Returns False when the record
+        was not changed.
         """
         now = time.time() if now is None else now
         names = {"#s": "status", "#ttl": "ttl"}
@@ -583,6 +607,7 @@ class EventStore:
             ":waiting": WAITING,
             ":failed": FAILED,
             ":queued": QUEUED,
+            ":parked": PARKED,
             ":for": waiting_for,
             ":now": _iso(now),
             ":day": list_day(now),
@@ -608,7 +633,7 @@ class EventStore:
             Key={"eventId": {"S": meta["eventId"]}},
             UpdateExpression="SET " + ", ".join(sets),
             ConditionExpression=(
-                f"attribute_not_exists(eventId) OR ({same_payload} AND #s IN (:failed, :queued, :waiting))"
+                f"attribute_not_exists(eventId) OR ({same_payload} AND #s IN (:failed, :queued, :waiting, :parked))"
             ),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=to_item(values),
@@ -630,16 +655,18 @@ class EventStore:
                 raise
 
     def park_by_queue(self, event_id: str, meta: dict[str, Any], *, reason: str, now: float | None = None) -> bool:
-        """Record an event whose message the queue itself moved to the DLQ as FAILED, parked and
-        alerted (the DLQ sweep, after publishing the alert); True if recorded.
+        """Record an event whose message the queue itself moved to the DLQ as PARKED and alerted
+        (the DLQ sweep, after publishing the alert); True if recorded.
 
         Not over a finished event, nor over a live claim. Safe to repeat after a lost reply:
-        the values are the same, and FAILED satisfies the condition again.
+        the values are the same, and PARKED satisfies the condition again.
         """
         now = time.time() if now is None else now
         values: dict[str, Any] = {
             ":failed": FAILED,
             ":queued": QUEUED,
+            ":waiting": WAITING,
+            ":parked": PARKED,
             ":in_progress": IN_PROGRESS,
             ":true": True,
             ":reason": reason[:2000],
@@ -650,7 +677,7 @@ class EventStore:
         }
         names = {"#s": "status", "#ttl": "ttl"}
         sets = [
-            "#s = :failed",
+            "#s = :parked",
             "parked = :true",
             "alertedAt = :now",
             "updatedAt = :now",
@@ -665,7 +692,7 @@ class EventStore:
             Key={"eventId": {"S": event_id}},
             UpdateExpression="SET " + ", ".join(sets) + " REMOVE leaseUntil",
             ConditionExpression=(
-                "attribute_not_exists(eventId) OR #s IN (:failed, :queued) "
+                "attribute_not_exists(eventId) OR #s IN (:failed, :queued, :waiting, :parked) "
                 "OR (#s = :in_progress AND leaseUntil < :epoch)"
             ),
             ExpressionAttributeNames=names,
