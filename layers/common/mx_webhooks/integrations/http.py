@@ -35,7 +35,7 @@ from typing import Any
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
 
-from mx_webhooks.breaker import breaker_for
+from mx_webhooks.breaker import CircuitOpen, breaker_for
 from mx_webhooks.observability import logger
 from mx_webhooks.registry import PermanentError
 
@@ -139,10 +139,16 @@ class JsonHttp:
         deadline = self._clock() + policy.budget_seconds
         what = f"{self.service} {label}"
         breaker = breaker_for(self.service)
-        attempt = 0
+        attempt, problem, status = 0, "", None
         while True:
             attempt += 1
-            breaker.before_call()  # an open circuit: CircuitOpen, the handler is deferred, nothing sent
+            try:  # an open circuit: CircuitOpen, the handler is deferred, nothing sent
+                breaker.before_call()
+            except CircuitOpen:
+                if attempt == 1:
+                    raise
+                # This call did reach the downstream and fail: a failed attempt, not a deferral.
+                raise TransientHttpError(f"{what} {problem}; not retried: its circuit is now open", status) from None
             answer = self._send_once(method, url, body, all_headers, deadline, idempotent)
             if isinstance(answer, HttpResponse):
                 breaker.succeeded()  # it answered; a 4xx is the request's fault, not an outage
