@@ -10,9 +10,11 @@ visibility delay the consumer set on it has passed, with its receive count, as S
 
 from __future__ import annotations
 
+import email.utils
 import itertools
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -154,3 +156,47 @@ def test_slack_down_for_two_hours_opens_the_breaker_parks_nothing_and_posts_each
     assert ("WAITING", "Slack (circuit open)") in {(status, why) for status, why, _ in waits}
     assert {status for status, _, _ in waits} == {"WAITING", "FAILED"}
     assert max(deferrals for _, _, deferrals in waits) >= 3
+
+
+fake_slack = fixtures.fake_slack
+
+
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+def test_a_retry_after_from_slack_sets_how_long_the_next_events_are_deferred(
+    consumer, registry, integrations_table, fake_slack, monkeypatch, form
+):
+    # Given Slack answers 503 with Retry-After: ten minutes, in either form RFC 9110 allows
+    when = datetime.now(UTC) + timedelta(seconds=600)
+    header = "600" if form == "seconds" else email.utils.format_datetime(when, usegmt=True)
+    fake_slack.script(503, method="POST", headers={"Retry-After": header})
+    env = {
+        "SLACK_NOTIFY_ENABLED": "true",
+        "LOCAL_SLACK_WEBHOOK_URL": fake_slack.webhook_url,
+        "LOCAL_MAINTAINX_API_KEY": "unused",
+        "INTEGRATIONS_TABLE_NAME": integrations_table,
+    }
+    register(
+        registry, build(IntegrationsConfig.from_env(env), dynamodb_client=boto3.client("dynamodb", region_name=REGION))
+    )
+    delays: dict[str, int] = {}
+    monkeypatch.setattr(consumer.queues, "back_off", lambda receipt, delay: delays.__setitem__(receipt, delay))
+
+    # When one new work order meets that answer, and another one comes a moment later
+    def deliver(n: int) -> dict[str, Any]:
+        body = samples.encode(
+            samples.generic_payload("workorder.created", event_id=f"evt_ra_{n}", work_order_id=f"wo_ra_{n}")
+        )
+        record = sqs_record(body.decode(), event_id=f"evt_ra_{n}")
+        consumer.process_batch({"Records": [record]}, LambdaContext())
+        return {"delay": delays[record["receiptHandle"]], **consumer.store.get(f"evt_ra_{n}")}
+
+    first, second = deliver(1), deliver(2)
+
+    # Then Slack was called once: the first event FAILED (it called), back on its backoff; the
+    # second was not called at all, recorded WAITING for the circuit, and deferred for the
+    # ten minutes Slack asked for
+    assert len(fake_slack.calls) == 1
+    assert first["status"] == "FAILED" and first["delay"] == 30
+    assert second["status"] == "WAITING" and second["waitingFor"] == "Slack (circuit open)"
+    assert 590 <= second["delay"] <= 601 and "circuit open" in second["lastError"]
+    assert second["handlers"]["integrations.slack_new_work_order"]["status"] == "FAILED"
