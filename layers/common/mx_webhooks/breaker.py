@@ -94,6 +94,8 @@ class CircuitBreaker:
                 state = self._state
                 changed = None
         if changed is None:
+            # Also while it stays open, so the dashboard's per-minute maximum shows it.
+            emit("CircuitState", value=int(state), integration=self.name)
             why = "open" if state == BreakerState.OPEN else "half-open, its probe call is out"
             raise CircuitOpen(self.name, retry_in, f"{self.name} circuit {why}; not called")
         if changed:
