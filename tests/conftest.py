@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,7 +242,7 @@ def sqs_record(
         "body": body,
         "attributes": {
             "ApproximateReceiveCount": str(receive_count),
-            "SentTimestamp": "1700000000000",
+            "SentTimestamp": str(int(time.time() * 1000)),  # sent now
             "SenderId": "AIDAEXAMPLE",
             "ApproximateFirstReceiveTimestamp": "1700000000000",
         },

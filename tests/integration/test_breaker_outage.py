@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import itertools
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from mx_webhooks import breaker
 from mx_webhooks.breaker import BreakerState
 from mx_webhooks.handlers.integrations import build, register
 from mx_webhooks.integrations.settings import IntegrationsConfig
-from tests.conftest import REGION, LambdaContext, sqs_record
+from tests.conftest import REGION, LambdaContext, receive_all, sqs_record
 from tests.fakes import fixtures
 from tests.fakes.fake_slack import FakeSlack
 from tests.fakes.server import Answer, Call
@@ -200,3 +201,27 @@ def test_a_retry_after_from_slack_sets_how_long_the_next_events_are_deferred(
     assert second["status"] == "WAITING" and second["waitingFor"] == "Slack (circuit open)"
     assert 590 <= second["delay"] <= 601 and "circuit open" in second["lastError"]
     assert second["handlers"]["integrations.slack_new_work_order"]["status"] == "FAILED"
+
+
+def test_an_event_deferred_for_days_is_parked_before_the_queue_would_drop_it(consumer, registry, store, stack):
+    # Given an integration whose circuit is open, and a message of it sent 73 hours ago (the
+    # queue keeps messages 4 days; deferred tries do not count towards RetryAttempts)
+    slack = breaker.breaker_for("Slack")
+    slack.failed(retry_after=3600)
+    registry.on("workorder.created", name="notify")(lambda event: slack.before_call())
+    body = samples.encode(samples.generic_payload("workorder.created", event_id="evt_days")).decode()
+    fresh, old = sqs_record(body, event_id="evt_days"), sqs_record(body, event_id="evt_days", receive_count=2)
+    old["attributes"]["SentTimestamp"] = str(int((time.time() - 73 * 3600) * 1000))
+
+    # When it is deferred once while young, then comes back that old
+    assert len(consumer.process_batch({"Records": [fresh]}, LambdaContext())["batchItemFailures"]) == 1
+    young = store.get("evt_days")
+    result = consumer.process_batch({"Records": [old]}, LambdaContext())
+
+    # Then the young one waited (WAITING, not counted), the old one is parked: DLQ, record, reason
+    assert young["status"] == "WAITING" and len(young["deferredClaims"]) == 1
+    assert result == {"batchItemFailures": []}
+    item = store.get("evt_days")
+    assert item["status"] == "PARKED" and "circuit open" in item["lastError"]
+    assert item["handlers"]["notify"]["status"] == "PARKED"
+    assert len(receive_all(stack.dlq_url)) == 1

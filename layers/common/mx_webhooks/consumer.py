@@ -107,6 +107,9 @@ class ConsumerConfig(BaseModel):
     breaker_max_cool_down_seconds: float = Field(
         default=3600, gt=0, le=MAX_VISIBILITY_SECONDS, alias="BREAKER_MAX_COOL_DOWN_SECONDS"
     )
+    # Deferred tries do not count towards ``retry_attempts``; a message deferred this long
+    # (by its SentTimestamp) is parked anyway, well before the queue's 4-day retention drops it.
+    defer_limit_hours: float = Field(default=72, gt=0, le=96, alias="DEFER_LIMIT_HOURS")
 
     model_config = {"populate_by_name": True, "extra": "ignore"}
 
@@ -268,6 +271,11 @@ class _Item:
     def message_id(self) -> str:
         return str(self.record.get("messageId", ""))
 
+    def age_seconds(self, now: float) -> float:
+        """Since the message was sent (SQS's SentTimestamp); 0 when unknown."""
+        sent = str((self.record.get("attributes") or {}).get("SentTimestamp") or "")
+        return max(0.0, now - int(sent) / 1000) if sent.isdigit() else 0.0
+
 
 def _attribute(record: dict[str, Any], name: str) -> str | None:
     attribute = (record.get("messageAttributes") or {}).get(name) or {}
@@ -349,9 +357,16 @@ class Consumer:
                 except Exception:  # the record is a view of the wait; the message is what keeps it
                     logger.warning("could not record the wait", exc_info=True)
                 self._after_failure(item, held)
-                logger.info(
+                logger.info(  # with its outcome: the local console prints it as a "held" line
                     "event held",
-                    extra={"event_id": event.event_id, "waiting_for": blocked_by, "receive_count": item.receive_count},
+                    extra={
+                        "event_id": event.event_id,
+                        "event_type": event.type,
+                        "outcome": Result.HELD,
+                        "waiting_for": blocked_by,
+                        "receive_count": item.receive_count,
+                        "error": held.error,
+                    },
                 )
                 outcomes.append(held)
                 continue
@@ -436,11 +451,13 @@ class Consumer:
         settled = (HandlerStatus.SUCCEEDED, HandlerStatus.SKIPPED, HandlerStatus.PARKED)
         failing = [h.name for h in handlers if states.get(h.name) not in settled]
         deferred = {name: r for name, r in held.results.items() if r.deferred}
-        if failing and all(name in deferred for name in failing):
+        only_deferred = bool(failing) and all(name in deferred for name in failing)
+        too_long = only_deferred and item.age_seconds(time.time()) >= self.config.defer_limit_hours * 3600
+        if only_deferred and not too_long:
             return self._defer(item, event, held, deferred)
         # Attempts spent: the receives less those deferred by an open circuit (not tried at all).
         spent = item.receive_count - len(claim.item.get("deferredClaims") or ())
-        last = spent >= self.config.last_attempt
+        last = spent >= self.config.last_attempt or too_long
         if failing and last:  # the retry schedule is used up: those handlers are parked too
             for name in failing:
                 result = held.results.get(name) or HandlerResult(status=HandlerStatus.FAILED, duration_ms=0)
