@@ -16,8 +16,10 @@ How it is built (``tests/sim``):
   call (each DynamoDB attempt, each SQS or SNS call, each handler). A step resumes one
   actor until its next call, so any interleaving of several workers and an operator is
   a sequence of steps, replayable exactly. The consumer runs its entity groups one after
-  another (``CONSUMER_MAX_WORKERS=1``) and the admin's bulk retry inline: concurrency
-  comes from the actors, one thread runs at a time.
+  another (``CONSUMER_MAX_WORKERS=1``), an event's handlers go through the consumer's
+  handler pool run inline (submit, checkpoint one that succeeds while others remain,
+  finish: the code path of Lambda, in submission order), and the admin's bulk retry
+  inline: concurrency comes from the actors, one thread runs at a time.
 - **Faults are part of the step.** The step that resumes an actor chooses how the call
   it is paused at goes: ``LOST`` (applied, reply lost, botocore retries the identical
   call: the proxy makes it again and returns the second answer), ``LOST_FINAL`` (applied,
@@ -25,7 +27,8 @@ How it is built (``tests/sim``):
   (refused, not applied), ``KILL`` (the invocation dies there: a ``BaseException`` the
   code cannot catch, so nothing after it runs and its claim stays until the lease ends).
   For a handler the same choice means a transient failure, a ``PermanentError`` (where
-  the handler raises those) or a 300 KB error text. ``tick`` past an invocation's 60 s
+  the handler raises those; elsewhere a deferral: its integration's circuit breaker is
+  open, the event WAITING and the try not counted) or a 300 KB error text. ``tick`` past an invocation's 60 s
   stops it as Lambda does.
 - **DynamoDB is moto** (the table built from template.yaml: conditional writes,
   ``ReturnValuesOnConditionCheckFailure``, the GSIs), behind that proxy. One moto bug is

@@ -35,7 +35,7 @@ from mx_webhooks.admin import Admin, AdminConfig, AdminError
 from mx_webhooks.consumer import Consumer, ConsumerConfig
 from mx_webhooks.events import InvalidEvent, parse_event
 from mx_webhooks.ingest import IngestConfig, Ingestor
-from mx_webhooks.registry import PermanentError, Registry
+from mx_webhooks.registry import Deferred, PermanentError, Registry
 from mx_webhooks.store import COMPLETED, FAILED, IGNORED, IN_PROGRESS, QUEUED, EventStore, from_item
 from tests.sim.aws import DynamoProxy, FakeSNS, FakeSQS, Message
 from tests.sim.sched import FAIL, FAULT_NAMES, KILL, LOST, LOST_FINAL, OK, Actor, Scheduler, SimTime, VirtualClock
@@ -438,7 +438,7 @@ class World:
 
     _ALLOWED = {
         None: {IN_PROGRESS, IGNORED, PARKED, WAITING},  # PARKED: an invalid delivery, the DLQ sweep
-        IN_PROGRESS: {IN_PROGRESS, COMPLETED, FAILED, PARKED, QUEUED, IGNORED},
+        IN_PROGRESS: {IN_PROGRESS, COMPLETED, FAILED, PARKED, QUEUED, IGNORED, WAITING},  # WAITING: deferred
         FAILED: {FAILED, IN_PROGRESS, QUEUED, IGNORED, WAITING, PARKED},  # PARKED: by the queue, the sweep
         QUEUED: {QUEUED, IN_PROGRESS, IGNORED, PARKED, WAITING},  # PARKED: an invalid delivery, the sweep
         WAITING: {WAITING, IN_PROGRESS, IGNORED, QUEUED, PARKED},
@@ -540,7 +540,8 @@ class World:
             if decision == LOST_FINAL:
                 if permanent:
                     raise PermanentError(f"{name}: downstream refused the data (422)")
-                raise RuntimeError(f"{name}: connection reset")
+                # its integration's circuit breaker is open: not called, deferred (not an attempt)
+                raise Deferred(name, 30.0, f"{name}: circuit open; not called")
             if decision == FAIL:
                 raise RuntimeError(f"{name}: downstream error page <html>" + "x" * 300_000 + "</html>")
             self._on_handler_done(name, event)
