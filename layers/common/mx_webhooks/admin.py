@@ -532,6 +532,7 @@ class Admin:
                 event_id=event_id,
                 event_type=str(item.get("eventType") or normalize.UNKNOWN_TYPE),
                 error=reason,
+                status=PARKED,  # what the record says now (admin list --status PARKED)
             )
         return {"marked": marked, "alertedFromDLQ": self._sweep_dlq()}
 
@@ -568,6 +569,7 @@ class Admin:
                 event_id=event_id,
                 event_type=str(message.get("eventType") or item.get("eventType") or normalize.UNKNOWN_TYPE),
                 error=reason,
+                status=PARKED,  # what the record says now (admin list --status PARKED)
             )
             meta = {"eventType": message.get("eventType"), "source": message.get("source")}
             if self.store.park_by_queue(event_id, meta, reason=reason, now=self.clock()):
@@ -608,6 +610,7 @@ class Admin:
             event_id=key,
             event_type=str(meta["eventType"]),
             error=reason,
+            status=PARKED,  # what the record says now (admin list --status PARKED)
         )
         self.store.mark_alerted(key, now=self.clock())
         return True

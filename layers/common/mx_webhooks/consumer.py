@@ -723,6 +723,7 @@ class Consumer:
             event_id=event_id,
             event_type=event_type,
             error=reason,
+            status=PARKED,  # what the record says now (admin list --status PARKED)
             receiveCount=item.receive_count,
             retryAttempts=self.config.last_attempt,
         )
