@@ -3,11 +3,14 @@
 Per SQS batch (``ReportBatchItemFailures``):
 
 1. Parse every record into a ``WebhookEvent``. An unparseable or invalid one is a
-   permanent error: recorded FAILED with its reason, sent to the DLQ now, acked.
+   permanent error: recorded PARKED with its reason (under a key of its own), sent to
+   the DLQ now, acked.
 2. Group records by entity (work order, work request); each group runs in
    ``occurredAt`` order, groups run concurrently. When a record of a group fails,
-   the later records of that group are returned to the queue unprocessed, so one
-   entity's events are never applied out of order.
+   the later records of that group are held: recorded WAITING (``waitingFor``), logged,
+   and returned to the queue on the backoff schedule, so within a batch one entity's
+   events are never applied out of order. Across batches there is no such order; a
+   ``latest_only`` handler is protected by its per-entity watermark instead.
 3. Per event: claim it in EventsTable (one conditional write), run the handlers
    that have not yet succeeded, side by side in a thread pool (each with what is left
    of the invocation's time), record each one's outcome (one write at the end, plus a

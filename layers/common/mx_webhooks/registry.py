@@ -1,6 +1,7 @@
 """Handler registry: ``@on("workorder.created")``, several handlers per type, ``*`` for all.
 
-A handler is a plain function taking a ``WebhookEvent``. The consumer records each
+A handler is a plain function taking a ``WebhookEvent``; the handlers of one event run
+side by side in the consumer's threads, whatever the others do. The consumer records each
 handler's success, and no retry, duplicate or redrive reruns a recorded success. What no
 design closes: an invocation that dies after a handler returned and before its success
 was written (a kill, a timeout, DynamoDB down for the whole attempt) runs it again. So a
@@ -77,10 +78,11 @@ class Registry:
         """Handlers subscribed to any of ``event_types`` or to ``*``: idempotent ones first.
 
         Each group keeps registration order. Handlers of one event are independent
-        (each runs once, a failure does not stop the record of the others' success),
-        so their order is ours to choose: running the ones that are safe to rerun
-        first means a checkpoint write is only needed between two handlers that are
-        not, which keeps a typical event at two DynamoDB writes.
+        (each runs once, a failure does not stop the record of the others' success)
+        and the consumer runs them side by side, starting them in this order. A
+        non-idempotent handler's success is checkpointed only when it finishes while
+        others still run; starting the idempotent (usually quick, local) ones first
+        makes that rarer, which keeps a typical event at two DynamoDB writes.
         """
         wanted = set(event_types) | {WILDCARD}
         matching = [h for h in self._handlers if wanted.intersection(h.types)]

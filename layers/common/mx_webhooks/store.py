@@ -20,9 +20,10 @@ already holds that token is the write's own earlier success, not a refusal. The 
 also refuses an event id that the table holds for a different payload (``payloadSha``):
 "conflict", recorded under its own key by the consumer, never run on the other's record.
 
-DynamoDB calls: a new event costs 2 (claim, finish), plus one checkpoint after each
-non-idempotent handler that is followed by another; a duplicate costs 1 (the failed
-claim returns the old item); an event with no handler costs 1.
+DynamoDB calls: a new event costs 2 (claim, finish), plus one checkpoint per
+non-idempotent handler that succeeds while others of the event still run, plus one
+watermark write per ``latest_only`` handler; a duplicate costs 1 (the failed claim
+returns the old item); an event with no handler costs 1.
 """
 
 from __future__ import annotations
