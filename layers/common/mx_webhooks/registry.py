@@ -81,8 +81,8 @@ class Registry:
         (each runs once, a failure does not stop the record of the others' success)
         and the consumer runs them side by side, starting them in this order. A
         non-idempotent handler's success is checkpointed only when it finishes while
-        others still run; starting the idempotent (usually quick, local) ones first
-        makes that rarer, which keeps a typical event at two DynamoDB writes.
+        another non-idempotent one still runs, which keeps a typical event (one handler
+        with an outside effect, any number of idempotent ones) at two DynamoDB writes.
         """
         wanted = set(event_types) | {WILDCARD}
         matching = [h for h in self._handlers if wanted.intersection(h.types)]

@@ -21,7 +21,7 @@ also refuses an event id that the table holds for a different payload (``payload
 "conflict", recorded under its own key by the consumer, never run on the other's record.
 
 DynamoDB calls: a new event costs 2 (claim, finish), plus one checkpoint per
-non-idempotent handler that succeeds while others of the event still run, plus one
+non-idempotent handler that succeeds while another non-idempotent one still runs, plus one
 watermark write per ``latest_only`` handler; a duplicate costs 1 (the failed claim
 returns the old item); an event with no handler costs 1.
 """
