@@ -204,8 +204,9 @@ class HeldClaim:
         with self.lock:
             result = self.results[handler]
         self.store.checkpoint(self.event_id, self.token, handler, result)
-        with self.lock:
-            self.written[handler] = self.results.pop(handler)
+        with self.lock:  # unless the deadline replaced it meanwhile (then the finish records that)
+            if self.results.get(handler) is result:
+                self.written[handler] = self.results.pop(handler)
 
     def finish(
         self,
@@ -310,7 +311,9 @@ class Consumer:
         self._pool = ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="consumer")
         # The handlers of one event, side by side. Its own pool: a record's thread waits on
         # these, and sharing one pool could leave them queued behind the waiting records.
-        self._handler_pool: Any = ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="handler")
+        self._handler_pool: Any = ThreadPoolExecutor(
+            max_workers=min(64, config.max_workers * 4), thread_name_prefix="handler"
+        )
         breaker.configure(config.breaker_settings)
 
     # -- batch -------------------------------------------------------------------------------
@@ -542,6 +545,8 @@ class Consumer:
         batch = current_batch()
 
         def run(handler: Handler) -> None:
+            if held.sealed:  # queued past the deadline: the attempt was finished; never run unclaimed
+                return
             with joined_batch(batch):
                 result = self._run_or_skip(handler, event)
             others_running = not handler.idempotent and running.finished()
