@@ -5,6 +5,7 @@ Talks to DynamoDB and SQS with boto3 directly, under the operator's own credenti
 
     make admin ARGS="list --status FAILED --since 12h"
     make admin ARGS="show mx_3f2a..."
+    make admin ARGS="history workorder 90001"   (every event of a work order / request / asset)
     make admin ARGS="retry mx_3f2a... [--force | --handler NAME]"
     make admin ARGS="retry-failed --since 2026-09-14T00:00:00Z --limit 200 [--dry-run]"
     make admin ARGS="dlq peek"   /   make admin ARGS="dlq redrive"
@@ -82,6 +83,16 @@ LIST_COLUMNS = [
     ("eventId", "EVENT ID", 46),
     ("lastError", "LAST ERROR", 60),
 ]
+HISTORY_COLUMNS = [
+    ("occurredAt", "OCCURRED (UTC)", 24),
+    ("eventType", "TYPE", 20),
+    ("change", "STATUS CHANGE", 24),
+    ("status", "STATUS", 11),
+    ("attempts", "TRIES", 5),
+    ("outcomes", "HANDLERS", 60),
+    ("marks", "MARKS", 30),
+    ("eventId", "EVENT ID (admin show <id>)", 46),
+]
 DLQ_COLUMNS = [
     ("sentAt", "PARKED (UTC)", 24),
     ("eventType", "TYPE", 20),
@@ -140,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--cursor", help="nextCursor of the previous page")
     listing.add_argument("--all", action="store_true", help="follow the cursor to the end")
+
+    history = command(commands, "history", help="every event of one work order, request or asset, by occurredAt")
+    history.add_argument("kind", choices=["workorder", "request", "asset"])
+    history.add_argument("entity_id", metavar="id")
+    history.add_argument("--since", help="first seen since: ISO 8601 or an age (default: the retention period)")
+    history.add_argument("--limit", type=int, default=50)
+    history.add_argument("--cursor", help="nextCursor of the previous page")
+    history.add_argument("--all", action="store_true", help="follow the cursor to the end")
 
     show = command(commands, "show", help="everything recorded about one event")
     show.add_argument("event_id")
@@ -261,6 +280,41 @@ def _list(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _history(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
+    cursor, items = args.cursor, []
+    while True:
+        page = admin.entity_events(args.kind, args.entity_id, since=args.since, limit=args.limit, cursor=cursor)
+        items += page["items"]
+        cursor = page["nextCursor"]
+        if not (args.all and cursor):
+            break
+    if args.json:
+        _dump({"items": items, "nextCursor": cursor}, out)
+        return EXIT_OK
+    rows = [_history_row(item) for item in items]
+    table(rows, HISTORY_COLUMNS, out)
+    print(f"\n{len(items)} event(s) of {args.kind} {args.entity_id}, by occurredAt", file=out)
+    if items:
+        print(f"more on one: admin show {items[-1]['eventId']}", file=out)
+    if cursor:
+        print(f"next page: --cursor {cursor}", file=out)
+    return EXIT_OK
+
+
+def _history_row(item: dict[str, Any]) -> dict[str, Any]:
+    change = item.get("statusChange") or {}
+    outcomes = ", ".join(f"{name.rsplit('.', 1)[-1]}={result.get('status')}" for name, result in item["handlers"].items())
+    marks = [m for m, on in (("parked", item.get("parked")), ("stale", item.get("stale"))) if on]
+    if item.get("waitingFor"):
+        marks.append(f"waiting for {item['waitingFor']}")
+    return {
+        **item,
+        "change": f"{change.get('from') or '?'} -> {change.get('to') or '?'}" if change else "",
+        "outcomes": outcomes,
+        "marks": ", ".join(marks),
+    }
+
+
 def _show(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
     event = admin.get_event(args.event_id)
     if args.json:
@@ -334,6 +388,7 @@ def _dlq_redrive(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
 # (command, dlq sub-command or None) -> what runs it
 COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace, Admin, TextIO], int]] = {
     ("list", None): _list,
+    ("history", None): _history,
     ("show", None): _show,
     ("retry", None): _retry,
     ("retry-failed", None): _retry_failed,

@@ -67,6 +67,12 @@ def show_webhook(event_id: str) -> dict[str, Any]:
     return ADMIN.get_event(event_id)
 
 
+@app.get("/admin/entities/<kind>/<entity_id>/events")
+def entity_events(kind: str, entity_id: str) -> dict[str, Any]:
+    q = _query()
+    return ADMIN.entity_events(kind, entity_id, since=q.get("since"), limit=q.get("limit"), cursor=q.get("cursor"))
+
+
 @app.post("/admin/webhooks/retry")
 def retry_failed() -> dict[str, Any]:
     options = {**_query(), **_body()}

@@ -76,13 +76,20 @@ def test_every_variable_a_config_reads_is_set_by_the_template_or_a_code_default_
     assert READS[function] - given == set(CODE_DEFAULTS[function])
 
 
-def test_every_listed_column_is_projected_by_every_listing_index():
-    from mx_webhooks.store import LIST_INDEXES, LISTED
+def test_the_listing_indexes_project_what_the_code_reads_from_them():
+    """Attention serves listings without reading items: it projects every listed column.
+    Recent projects only what never changes after an event's first write (so finishing an
+    event does not rewrite its entry): exactly what the code filters and sorts on there."""
+    from mx_webhooks.store import ATTENTION_INDEX, LIST_INDEXES, LISTED, RECENT_INDEX, RECENT_PROJECTED
 
     table = load_template()["Resources"]["EventsTable"]["Properties"]
-    for index in table["GlobalSecondaryIndexes"]:
-        if index["IndexName"] not in LIST_INDEXES:
-            continue
+    indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
+    assert set(indexes) == set(LIST_INDEXES)
+
+    def projected(name: str) -> set[str]:
+        index = indexes[name]
         keys = {k["AttributeName"] for k in index["KeySchema"]} | {"eventId"}  # the table key is always projected
-        projected = keys | set(index["Projection"].get("NonKeyAttributes", []))
-        assert set(LISTED) - projected == set(), index["IndexName"]
+        return keys | set(index["Projection"].get("NonKeyAttributes", []))
+
+    assert set(LISTED) - projected(ATTENTION_INDEX) == set()
+    assert projected(RECENT_INDEX) == set(RECENT_PROJECTED)

@@ -206,7 +206,7 @@ def test_the_stalled_claim_sweep_runs_on_a_schedule_the_admin_function_answers(c
     assert schedule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
     admin = cfn["Resources"]["AdminFunction"]["Properties"]
     assert admin["Environment"]["Variables"]["ALERT_TOPIC_ARN"] == {"Ref": "AlertsTopic"}
-    # the sweep filters the ByStatus index on the lease and marks by the claim token
+    # the sweep filters the Attention index on the lease and marks by the claim token
     table = cfn["Resources"]["EventsTable"]
-    (by_status,) = [i for i in table["Properties"]["GlobalSecondaryIndexes"] if i["IndexName"] == "ByStatus"]
-    assert {"leaseUntil", "claimToken"} <= set(by_status["Projection"]["NonKeyAttributes"])
+    (attention,) = [i for i in table["Properties"]["GlobalSecondaryIndexes"] if i["IndexName"] == "Attention"]
+    assert {"status", "leaseUntil", "claimToken"} <= set(attention["Projection"]["NonKeyAttributes"])

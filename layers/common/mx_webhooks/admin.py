@@ -5,15 +5,24 @@ IAM-authorised HTTP routes (``functions/admin``), and by the admin CLI
 (``devtools/admin_cli.py``), which builds the same ``Admin`` on boto3 clients of the
 operator's own credentials. Takes clients, never creates them (no boto3 import).
 
-Listing reads the two GSIs of EventsTable, newest first, never a scan:
+Listing reads the two GSIs of EventsTable, newest first, never a scan (the access
+patterns and what each costs: docs/data-model.md):
 
-- ``ByStatus`` (``status`` / ``firstSeenAt``) when a status is given;
-- ``ByDay`` (``listDay`` / ``firstSeenAt``) otherwise, walking back one UTC day
-  partition at a time, to ``since`` or the retention period.
+- ``Attention`` (sparse: FAILED, PARKED, WAITING, QUEUED and retried IN_PROGRESS events)
+  when the status asked for is one of those; it projects every listed column;
+- ``Recent`` (every event) otherwise; it projects only what never changes (type, source,
+  entity, times), so the page's items are then read by key for their status and errors.
 
-``since`` always means "first seen at or after". ``type`` and ``source`` are filter
-expressions on top of the index query; a page may then need several queries, which
-are bounded (``MAX_QUERIES_PER_PAGE``): a short page still carries a cursor.
+Both are written in ``SHARDS`` shards: a page queries every shard (in parallel) from the
+cursor's position and merges them newest first; a shard read only in part bounds what
+the page may show, so a short page still carries a cursor. ``since`` always means
+"first seen at or after". ``type`` and ``source`` are filter expressions on the index
+query, a status other than an attention one is checked on the items read by key; the
+queries one page costs are bounded (``QUERIES_PER_SHARD``).
+
+The entity timeline (``entity_events``) reads the one ``Recent`` shard of the work order,
+request or asset, filtered on ``entityKey``, sorts it by ``occurredAt``, and reads the
+page's items by key (Query on the table key: Query calls only).
 
 A retry sets the item QUEUED (the consumer may claim QUEUED events) and sends the
 stored raw payload with the attributes ingest uses. Handlers that already succeeded
@@ -37,6 +46,7 @@ import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -50,6 +60,8 @@ from mx_webhooks.normalize import DEFAULT_SOURCE
 from mx_webhooks.observability import emit, logger
 from mx_webhooks.queues import EventQueues
 from mx_webhooks.store import (
+    ATTENTION_INDEX,
+    ATTENTION_STATUSES,
     COMPLETED,
     FAILED,
     IGNORED,
@@ -57,24 +69,32 @@ from mx_webhooks.store import (
     LISTED,
     PARKED,
     QUEUED,
+    RECENT_INDEX,
     STATUSES,
     EventStore,
     HandlerStatus,
+    Status,
+    all_shards,
     is_refused,
     new_token,
+    shard_of,
 )
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
-MAX_QUERIES_PER_PAGE = 40  # bounds the reads one list request costs when filters are sparse
+QUERIES_PER_SHARD = 3  # bounds the reads one list request costs when filters are sparse
+MAX_TIMELINE_QUERIES = 60  # pages of one Recent shard an entity timeline may read (60 x 1 MB)
+SHARD_READERS = 8  # parallel shard queries of one listing page
+FETCH_CHUNKS = 4  # pages of items one listing with a status reads by key at most
+ENTITY_KINDS = ("workorder", "request", "asset")
 DEFAULT_BULK_RETRY = 100
 MAX_BULK_RETRY = 500
 MAX_PEEK = 50
 DEFAULT_REDRIVE = 1000
 MAX_REDRIVE = 10_000
 STRANDED_AFTER_SECONDS = 900  # a QUEUED event this old has lost its message (its send failed)
-TTL_LAG_DAYS = 2  # DynamoDB deletes expired items within about 48 hours
-_INTERNAL = {"claimToken", "listDay", "retryToken", "payloadSha"}
+_INTERNAL = {"claimToken", "listDay", "listShard", "attention", "retryToken", "payloadSha"}
+Position = tuple[str, str]  # (firstSeenAt or occurredAt, eventId): where a page ends
 _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -183,12 +203,32 @@ def _iso_now(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _day(iso: str) -> str:
-    return iso[:10]
+def _position(item: dict[str, Any]) -> Position:
+    return (str(item.get("firstSeenAt", "")), str(item.get("eventId", "")))
 
 
-def _previous_day(day: str) -> str:
-    return (datetime.strptime(day, "%Y-%m-%d") - timedelta(days=1)).strftime("%Y-%m-%d")
+def _timeline_position(item: dict[str, Any]) -> Position:
+    return (str(item.get("occurredAt") or item.get("firstSeenAt") or ""), str(item.get("eventId", "")))
+
+
+@dataclass
+class _ShardRead:
+    items: list[dict[str, Any]]
+    frontier: Position | None  # the last item read when the shard was read only in part
+
+
+def _status_change(item: dict[str, Any]) -> dict[str, str] | None:
+    """The work order's or request's status change the event's payload carries, if any."""
+    payload = item.get("payload")
+    if not isinstance(payload, str) or not payload:
+        return None
+    try:
+        event = parse_event(payload, event_id=str(item["eventId"]), source=str(item.get("source") or DEFAULT_SOURCE))
+    except InvalidEvent:
+        return None
+    if event.old_status is None and event.new_status is None:
+        return None
+    return {"from": event.old_status, "to": event.new_status}  # type: ignore[dict-item]
 
 
 class Admin:
@@ -232,16 +272,34 @@ class Admin:
         since_iso = parse_since(since, now)
         filters = {"status": status, "type": event_type or None, "source": source or None, "since": since_iso}
         state = self._decode_cursor(cursor, filters)
+        position = self._cursor_position(state)
 
         filter_expr, names, values = self._filters(event_type or None, source or None)
-        if status is not None:
-            items, next_state = self._page_by_status(status, since_iso, page, state, filter_expr, names, values)
-        else:
-            items, next_state = self._page_by_day(now, since_iso, page, state, filter_expr, names, values)
+        if status is not None and status != IN_PROGRESS and status in ATTENTION_STATUSES:
+            # every listed column is projected there: no read of the items
+            names["#s"] = "status"
+            values[":status"] = status
+            filter_expr = " AND ".join(x for x in ("#s = :status", filter_expr) if x)
+            items, next_position = self._merged_page(
+                ATTENTION_INDEX, "attention", since_iso, page, position, filter_expr, names, values
+            )
+        else:  # Recent: then read the page's items by key, for their status, attempts, errors
+            items, next_position = self._merged_page(
+                RECENT_INDEX, "listShard", since_iso, page, position, filter_expr, names, values, status=status
+            )
         return {
             "items": [{k: plain(item[k]) for k in LISTED if k in item} for item in items],
-            "nextCursor": self._encode_cursor(next_state, filters) if next_state else None,
+            "nextCursor": self._encode_cursor({"p": list(next_position)}, filters) if next_position else None,
         }
+
+    @staticmethod
+    def _cursor_position(state: dict[str, Any]) -> Position | None:
+        raw = state.get("p")
+        if raw is None:
+            return None
+        if not (isinstance(raw, list) and len(raw) == 2 and all(isinstance(x, str) for x in raw)):
+            raise BadRequest("cursor: not a cursor this API returned")
+        return (raw[0], raw[1])
 
     @staticmethod
     def _filters(event_type: str | None, source: str | None) -> tuple[str | None, dict[str, str], dict[str, Any]]:
@@ -272,70 +330,194 @@ class Admin:
             index, key_expr, names, values, filter_expr=filter_expr, limit=limit, start=start, forward=forward
         )
 
-    def _page_by_status(
+    def _read_shard(
         self,
-        status: str,
+        index: str,
+        partition: str,
+        shard: str,
+        *,
         since_iso: str | None,
-        page: int,
-        state: dict[str, Any],
+        before: Position | None,
+        want: int,
         filter_expr: str | None,
-        f_names: dict[str, str],
-        f_values: dict[str, Any],
-    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        key_expr = "#s = :status" + (" AND firstSeenAt >= :since" if since_iso else "")
-        names = {"#s": "status", **f_names}
-        values: dict[str, Any] = {":status": status, **f_values}
-        if since_iso:
+        names: dict[str, str],
+        values: dict[str, Any],
+        forward: bool = False,
+        queries: int = QUERIES_PER_SHARD,
+    ) -> _ShardRead:
+        """Up to ``want`` matching items of one shard, newest first (oldest first if ``forward``),
+        strictly past ``before``; the frontier says where the read stopped if it did not reach the end."""
+        key_expr = "#pk = :shard"
+        values = {**values, ":shard": shard}
+        if since_iso and before and not forward:
+            key_expr += " AND firstSeenAt BETWEEN :since AND :before"
+            values.update({":since": since_iso, ":before": before[0]})
+        elif before and not forward:
+            key_expr += " AND firstSeenAt <= :before"
+            values[":before"] = before[0]
+        elif since_iso:
+            key_expr += " AND firstSeenAt >= :since"
             values[":since"] = since_iso
+        names = {"#pk": partition, **names}
         items: list[dict[str, Any]] = []
-        start = state.get("k")
-        for _ in range(MAX_QUERIES_PER_PAGE):
-            batch, start = self._index_page("ByStatus", key_expr, names, values, filter_expr, page, start)
-            items.extend(batch)
-            if len(items) >= page or start is None:
+        start: dict[str, Any] | None = None
+        for _ in range(queries):
+            batch, start = self._index_page(index, key_expr, names, values, filter_expr, max(want, 10), start, forward)
+            items.extend(i for i in batch if before is None or _position(i) < before)
+            if len(items) >= want or start is None:
                 break
-        if len(items) > page:
-            items = items[:page]
-            start = self._index_key(items[-1], "status")
-        return items, ({"k": start} if start else None)
+        return _ShardRead(items, _position(start) if start else None)
 
-    def _page_by_day(
+    def _merged_page(
         self,
-        now: float,
+        index: str,
+        partition: str,
         since_iso: str | None,
         page: int,
-        state: dict[str, Any],
+        position: Position | None,
         filter_expr: str | None,
-        f_names: dict[str, str],
-        f_values: dict[str, Any],
-    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        oldest = _day(_iso_now(now - (self.config.retention_days + TTL_LAG_DAYS) * 86400))
-        if since_iso:
-            oldest = max(oldest, _day(since_iso))
-        day: str = state.get("d") or _day(_iso_now(now))
-        start = state.get("k")
-        key_expr = "listDay = :day" + (" AND firstSeenAt >= :since" if since_iso else "")
-        items: list[dict[str, Any]] = []
-        for _ in range(MAX_QUERIES_PER_PAGE):
-            if day < oldest:
-                return items, None
-            values: dict[str, Any] = {":day": day, **f_values}
-            if since_iso:
-                values[":since"] = since_iso
-            batch, start = self._index_page("ByDay", key_expr, f_names, values, filter_expr, page, start)
-            items.extend(batch)
-            if len(items) > page:
-                items = items[:page]
-                return items, {"d": day, "k": self._index_key(items[-1], "listDay")}
-            if start is None:
-                day = _previous_day(day)
-            if len(items) == page:
-                return items, ({"d": day, "k": start} if day >= oldest else None)
-        return items, {"d": day, "k": start}
+        names: dict[str, str],
+        values: dict[str, Any],
+        *,
+        status: str | None = None,
+    ) -> tuple[list[dict[str, Any]], Position | None]:
+        """One page, newest first, merged from every shard of ``index``; and where the next starts.
+
+        With ``status`` (a Recent listing), items are read by key and kept when they have it.
+        """
+
+        def read(shard: str) -> _ShardRead:
+            return self._read_shard(
+                index,
+                partition,
+                shard,
+                since_iso=since_iso,
+                before=position,
+                want=page,
+                filter_expr=filter_expr,
+                names=names,
+                values=values,
+            )
+
+        with ThreadPoolExecutor(max_workers=SHARD_READERS, thread_name_prefix="shard") as pool:
+            reads = list(pool.map(read, all_shards()))
+        frontiers = [r.frontier for r in reads if r.frontier is not None]
+        bound = max(frontiers) if frontiers else None  # below it, a shard read in part may hold unread items
+        merged = sorted(
+            (i for r in reads for i in r.items if bound is None or _position(i) >= bound), key=_position, reverse=True
+        )
+        if index == ATTENTION_INDEX:
+            taken = merged[:page]
+            if len(taken) == page and (len(merged) > page or bound is not None):
+                return taken, _position(taken[-1])
+            return taken, (bound if len(taken) < page else None)
+        kept: list[dict[str, Any]] = []
+        for offset in range(0, min(len(merged), page * FETCH_CHUNKS), page):
+            chunk = merged[offset : offset + page]
+            for entry, item in zip(chunk, self._fetch([str(i["eventId"]) for i in chunk]), strict=True):
+                if item and (status is None or item.get("status") == status):
+                    kept.append(item)
+                if len(kept) == page:
+                    more = entry is not merged[-1] or bound is not None
+                    return kept, (_position(entry) if more else None)
+        if len(merged) > page * FETCH_CHUNKS:  # read enough items by key for one request
+            return kept, _position(merged[page * FETCH_CHUNKS - 1])
+        return kept, bound
+
+    def _fetch(self, event_ids: list[str]) -> list[dict[str, Any]]:
+        """The items of ``event_ids``, in that order (missing ones as ``{}``): one Query on the
+        table key each, in parallel (the same read cost as GetItem; one call type for listings)."""
+        if not event_ids:
+            return []
+        with ThreadPoolExecutor(max_workers=SHARD_READERS, thread_name_prefix="fetch") as pool:
+            return list(pool.map(lambda event_id: self.store.item(event_id) or {}, event_ids))
+
+    # -- entity timeline -------------------------------------------------------------------------
+    def entity_events(
+        self,
+        kind: str,
+        entity_id: str,
+        *,
+        since: str | None = None,
+        limit: int | str | None = None,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Every event of one work order, request or asset, in ``occurredAt`` order:
+        ``{"items": [...], "nextCursor": str | None}`` (the same envelope as ``list_events``).
+
+        Each item: type, status, the status change the payload carries (``from`` -> ``to``),
+        each handler's outcome, attempts, the handlers skipped as stale, and ``show``, the
+        admin path of the whole record.
+        """
+        kind = (kind or "").strip().lower()
+        if kind not in ENTITY_KINDS:
+            raise BadRequest(f"kind: expected one of {', '.join(ENTITY_KINDS)}, got {kind!r}")
+        entity_id = (entity_id or "").strip()
+        if not entity_id or len(entity_id) > 200:
+            raise BadRequest("id: expected the work order's, request's or asset's id")
+        if entity_id.isdigit():
+            entity_id = str(int(entity_id))  # as the event stores it (ids are numbers)
+        entity = f"{kind}:{entity_id}"
+        page = parse_int(limit, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
+        since_iso = parse_since(since, self.clock())
+        state = self._decode_cursor(cursor, {"entity": entity, "since": since_iso})
+        position = self._cursor_position(state)
+
+        found = self._read_shard(
+            RECENT_INDEX,
+            "listShard",
+            shard_of(entity),
+            since_iso=since_iso,
+            before=None,
+            want=10**9,
+            filter_expr="entityKey = :entity",
+            names={},
+            values={":entity": entity},
+            forward=True,
+            queries=MAX_TIMELINE_QUERIES,
+        )
+        if found.frontier is not None:
+            raise BadRequest(
+                f"{entity}: more events than one request reads ({MAX_TIMELINE_QUERIES} index pages); "
+                "narrow it with since"
+            )
+        ordered = sorted(found.items, key=_timeline_position)
+        if position is not None:
+            ordered = [i for i in ordered if _timeline_position(i) > position]
+        chunk = ordered[:page]
+        rows = [self._timeline_row(item) for item in self._fetch([str(i["eventId"]) for i in chunk]) if item]
+        more = len(ordered) > page
+        next_cursor = (
+            self._encode_cursor({"p": list(_timeline_position(chunk[-1]))}, {"entity": entity, "since": since_iso})
+            if more
+            else None
+        )
+        return {"items": rows, "nextCursor": next_cursor}
 
     @staticmethod
-    def _index_key(item: dict[str, Any], partition: str) -> dict[str, Any]:
-        return {"eventId": item["eventId"], partition: item[partition], "firstSeenAt": item["firstSeenAt"]}
+    def _timeline_row(item: dict[str, Any]) -> dict[str, Any]:
+        event_id = str(item["eventId"])
+        handlers = {
+            name: {k: plain(v) for k, v in result.items() if k in ("status", "error", "at", "durationMs")}
+            for name, result in sorted((item.get("handlers") or {}).items())
+        }
+        row: dict[str, Any] = {
+            "eventId": event_id,
+            "eventType": item.get("eventType"),
+            "occurredAt": item.get("occurredAt"),
+            "firstSeenAt": item.get("firstSeenAt"),
+            "status": item.get("status"),
+            "attempts": plain(item.get("attempts", 0)),
+            "statusChange": _status_change(item),
+            "handlers": handlers,
+            "stale": sorted(n for n, r in handlers.items() if r.get("status") == HandlerStatus.SKIPPED),
+            "parked": bool(item.get("parked")) or item.get("status") == Status.PARKED,
+            "show": f"/admin/webhooks/{event_id}",
+        }
+        for key in ("lastError", "waitingFor"):
+            if item.get(key):
+                row[key] = item[key]
+        return row
 
     @staticmethod
     def _encode_cursor(state: dict[str, Any], filters: dict[str, Any]) -> str:
@@ -448,32 +630,38 @@ class Admin:
         if since_iso is None:
             raise BadRequest("since is required (ISO 8601 or an age like 12h): a bulk retry must be bounded")
         most = parse_int(limit, "limit", default=DEFAULT_BULK_RETRY, low=1, high=MAX_BULK_RETRY)
-        wanted: tuple[tuple[str, str | None, dict[str, Any]], ...] = (
-            (FAILED, None, {}),
-            (PARKED, None, {}),
-            (QUEUED, "updatedAt < :stranded", {":stranded": _iso_now(now - STRANDED_AFTER_SECONDS)}),
-            (IN_PROGRESS, "leaseUntil < :cutoff", {":cutoff": int(now - self.config.stalled_after_seconds)}),
+        # One pass over the Attention index (only events that needed attention are there).
+        filter_expr = (
+            "#s IN (:failed, :parked) OR (#s = :queued AND updatedAt < :stranded) "
+            "OR (#s = :in_progress AND leaseUntil < :cutoff)"
         )
-        found: list[dict[str, Any]] = []
-        for status, filter_expr, extra in wanted:
-            values = {":status": status, ":since": since_iso, **extra}
-            start = None
-            taken = 0
-            while taken <= most:
-                batch, start = self._index_page(
-                    "ByStatus",
-                    "#s = :status AND firstSeenAt >= :since",
-                    {"#s": "status"},
-                    values,
-                    filter_expr,
-                    most + 1,
-                    start,
-                    forward=True,
-                )
-                found.extend(batch)
-                taken += len(batch)
-                if start is None:
-                    break
+        values = {
+            ":failed": FAILED,
+            ":parked": Status.PARKED,
+            ":queued": QUEUED,
+            ":stranded": _iso_now(now - STRANDED_AFTER_SECONDS),
+            ":in_progress": IN_PROGRESS,
+            ":cutoff": int(now - self.config.stalled_after_seconds),
+        }
+
+        def read(shard: str) -> _ShardRead:
+            return self._read_shard(
+                ATTENTION_INDEX,
+                "attention",
+                shard,
+                since_iso=since_iso,
+                before=None,
+                want=most + 1,
+                filter_expr=filter_expr,
+                names={"#s": "status"},
+                values=values,
+                forward=True,
+                queries=MAX_TIMELINE_QUERIES,
+            )
+
+        with ThreadPoolExecutor(max_workers=SHARD_READERS, thread_name_prefix="shard") as pool:
+            reads = list(pool.map(read, all_shards()))
+        found = [item for r in reads for item in r.items]
         found = [item for item in found if not is_refused(str(item["eventId"]))]  # kept, never retried
         found.sort(key=lambda item: str(item.get("firstSeenAt", "")))
         more = len(found) > most

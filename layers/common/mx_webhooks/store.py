@@ -56,7 +56,7 @@ class Status(StrEnum):
     IGNORED = "IGNORED"
     QUEUED = "QUEUED"
     WAITING = "WAITING"  # held behind an earlier event of its entity, or by an open circuit (``waitingFor``)
-    PARKED = "PARKED"
+    PARKED = "PARKED"  # given up on: nobody retries it by itself
 
 
 class HandlerStatus(StrEnum):
@@ -86,10 +86,41 @@ STATUSES = tuple(Status)
 
 INVALID_PREFIX = f"invalid{SCOPE_SEPARATOR}"
 
-# The listing indexes (template.yaml, EventsTable): ByDay (listDay / firstSeenAt) for recent
-# events, ByStatus (status / firstSeenAt) for events by state. A listing shows these
-# columns, so both indexes project them (tests/template ties this list to the projections).
-LIST_INDEXES = ("ByDay", "ByStatus")
+# The listing indexes (template.yaml, EventsTable; access patterns and costs in
+# docs/data-model.md):
+# - ``Recent`` (``listShard`` / ``firstSeenAt``): every event, entered once at its first
+#   write. Its keys and projected attributes never change afterwards (all written with
+#   ``if_not_exists``), so the finish of an event costs that index nothing. ``listShard``
+#   is a hash of the event's entity (work order, request, asset) into ``SHARDS`` values:
+#   no partition takes more than ~1/SHARDS of the writes, and one entity's events share one
+#   shard, so its timeline reads one shard.
+# - ``Attention`` (``attention`` / ``firstSeenAt``): sparse. ``attention`` (the event's own
+#   shard) is SET by every write that leaves the event in an ``ATTENTION_STATUSES`` status and
+#   REMOVEd by the one that settles it (COMPLETED, IGNORED). A first claim does not touch it:
+#   an event that succeeds at its first attempt never enters this index.
+RECENT_INDEX = "Recent"
+ATTENTION_INDEX = "Attention"
+LIST_INDEXES = (RECENT_INDEX, ATTENTION_INDEX)
+SHARDS = 32
+# Statuses an operator or a sweep looks for: listed from the Attention index. IN_PROGRESS
+# is there only for an event that needed attention before (a retry, a takeover of a
+# failed event); a first attempt that stalls keeps its message, which comes back and is
+# taken over, or reaches the DLQ, which the DLQ sweep reads.
+ATTENTION_STATUSES = (Status.FAILED, Status.PARKED, Status.WAITING, Status.QUEUED, Status.IN_PROGRESS)
+SETTLED_STATUSES = frozenset({Status.COMPLETED, Status.IGNORED})
+# What the Recent index projects: the columns a listing can filter on without reading the
+# item (tests/template ties it to the projection). Everything else a listing shows
+# (status, attempts, errors) is read from the items of the page (``Admin._fetch``).
+RECENT_PROJECTED = (
+    "eventId",
+    "firstSeenAt",
+    "listShard",
+    "eventType",
+    "eventTypes",
+    "source",
+    "entityKey",
+    "occurredAt",
+)
 LISTED = (
     "eventId",
     "status",
@@ -117,13 +148,29 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def list_day(ts: float) -> str:
-    """The UTC day of ``firstSeenAt``: the partition key of the ``ByDay`` listing index.
+def shard_of(key: str) -> str:
+    """``key``'s shard of the listing indexes: a stable hash into ``SHARDS`` two-digit values.
 
-    Written with ``firstSeenAt`` in the same update (no extra DynamoDB call); one
-    partition per day keeps the index's writes spread out and bounds "since" queries.
+    The ``Recent`` index is keyed by the shard of the event's entity (``entityKey``), the
+    ``Attention`` index by the shard of the event id. Written in the same update as the
+    rest of the event (no extra DynamoDB call).
     """
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=4).digest()
+    return f"{int.from_bytes(digest, 'big') % SHARDS:02d}"
+
+
+def list_shard(meta: dict[str, Any]) -> str:
+    """The ``Recent`` shard of an event: its entity's, else its own id's."""
+    return shard_of(str(meta.get("entityKey") or meta.get("eventId") or ""))
+
+
+def attention_value(event_id: str, status: str) -> str | None:
+    """The ``attention`` attribute a write leaving the event in ``status`` sets (None: REMOVE it)."""
+    return None if status in SETTLED_STATUSES else shard_of(event_id)
+
+
+def all_shards() -> list[str]:
+    return [f"{index:02d}" for index in range(SHARDS)]
 
 
 def _first_sight(meta: dict[str, Any], names: dict[str, str], values: dict[str, Any]) -> list[str]:
@@ -249,7 +296,7 @@ class EventStore:
             ":parked": PARKED,
             ":now": int(now),
             ":now_iso": _iso(now),
-            ":day": list_day(now),
+            ":shard": list_shard(meta),
             ":lease": int(now + self.lease_seconds),
             ":token": token,
             ":zero": 0,
@@ -264,7 +311,7 @@ class EventStore:
             "attempts = if_not_exists(attempts, :zero) + :one",
             "updatedAt = :now_iso",
             "firstSeenAt = if_not_exists(firstSeenAt, :now_iso)",
-            "listDay = if_not_exists(listDay, :day)",
+            "listShard = if_not_exists(listShard, :shard)",
             "handlers = if_not_exists(handlers, :empty)",
             "#ttl = :ttl",
         ]
@@ -274,7 +321,7 @@ class EventStore:
             sets.remove("leaseUntil = :lease")
             del values[":lease"]
             sets.append("finishedAt = :now_iso")
-            removes = " REMOVE leaseUntil"
+            removes = " REMOVE leaseUntil, attention"  # settled: out of the Attention index
         if meta.get("payloadSha"):
             same_payload = "(attribute_not_exists(payloadSha) OR payloadSha = :sha)"
             values[":sha"] = meta["payloadSha"]
@@ -348,6 +395,7 @@ class EventStore:
         # None removes it: an event completed by a redrive or a retry is no longer parked
         extra["parked"] = True if parked else None
         extra["waitingFor"] = waiting_for
+        extra["attention"] = attention_value(event_id, status)
         if status in (COMPLETED, PARKED):
             extra["deferredClaims"] = None
         self._update_owned(event_id, token, results, extra_sets=extra, now=now, release=True, add_claim=deferred)
@@ -361,7 +409,12 @@ class EventStore:
         nothing of ours to release.
         """
         now = time.time()
-        extra = {"status": FAILED, "finishedAt": _iso(now), "lastError": error[:2000] or None}
+        extra = {
+            "status": FAILED,
+            "finishedAt": _iso(now),
+            "lastError": error[:2000] or None,
+            "attention": attention_value(event_id, FAILED),
+        }
         self._update_owned(event_id, token, results, extra_sets=extra, now=now, release=True, only_in_progress=True)
 
     def _update_owned(
@@ -440,6 +493,7 @@ class EventStore:
             **{k: v for k, v in meta.items() if v is not None and k != "eventId"},
             "status": PARKED,
             "parked": True,
+            "attention": attention_value(event_id, PARKED),
             "lastError": reason[:2000],
             "updatedAt": _iso(now),
             "finishedAt": _iso(now),
@@ -449,10 +503,12 @@ class EventStore:
         expression = "SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(values)))
         expression += (
             ", attempts = if_not_exists(attempts, :zero) + :one, firstSeenAt = if_not_exists(firstSeenAt, :now)"
-            ", listDay = if_not_exists(listDay, :day)"
+            ", listShard = if_not_exists(listShard, :shard)"
         )
         attr_values = {f":a{i}": v for i, v in enumerate(values.values())}
-        attr_values.update({":zero": 0, ":one": 1, ":now": _iso(now), ":day": list_day(now), ":completed": COMPLETED})
+        attr_values.update(
+            {":zero": 0, ":one": 1, ":now": _iso(now), ":shard": shard_of(event_id), ":completed": COMPLETED}
+        )
         try:
             self.client.update_item(
                 TableName=self.table,
@@ -484,8 +540,9 @@ class EventStore:
         results so that every handler runs again.
         """
         now = time.time() if now is None else now
-        sets = ["#s = :queued", "updatedAt = :now", "retryRequestedAt = :now", "retryToken = :rt"]
+        sets = ["#s = :queued", "updatedAt = :now", "retryRequestedAt = :now", "retryToken = :rt", "attention = :attn"]
         values: dict[str, Any] = {":queued": QUEUED, ":now": _iso(now), ":rt": token}
+        values[":attn"] = attention_value(event_id, QUEUED)
         values[":observed"] = observed.get("status")
         names = {"#s": "status"}
         removes = ["parked", "leaseUntil", "stalledAt"]
@@ -522,27 +579,29 @@ class EventStore:
         """IN_PROGRESS events whose lease ended before ``older_than`` (epoch s): their holder
         was stopped (a Lambda timeout, a crash) and no redelivery has taken them over since.
 
-        One Query on the ``ByStatus`` index (few items are IN_PROGRESS at any time).
+        Queries each shard of the sparse ``Attention`` index (an event is there from its first
+        attempt that did not settle it: a retry, a takeover of a failed event). A first
+        attempt that stalls is not: its message comes back after the visibility timeout and
+        the next claim takes it over, or the queue moves it to the DLQ, which the DLQ sweep
+        reads (``Admin._sweep_dlq``).
         """
         items: list[dict[str, Any]] = []
-        start: dict[str, Any] | None = None
-        while len(items) < limit:
-            args: dict[str, Any] = {
-                "TableName": self.table,
-                "IndexName": "ByStatus",
-                "KeyConditionExpression": "#s = :in_progress",
-                "FilterExpression": "leaseUntil < :cutoff",
-                "ExpressionAttributeNames": {"#s": "status"},
-                "ExpressionAttributeValues": to_item({":in_progress": IN_PROGRESS, ":cutoff": int(older_than)}),
-                "Limit": limit,
-            }
-            if start:
-                args["ExclusiveStartKey"] = start
-            result = self.client.query(**args)
-            items.extend(from_item(i) for i in result.get("Items", []))
-            start = result.get("LastEvaluatedKey")
-            if not start:
-                break
+        for shard in all_shards():
+            start: dict[str, Any] | None = None
+            while len(items) < limit:
+                page, start = self.query_index(
+                    ATTENTION_INDEX,
+                    "attention = :shard",
+                    {"#s": "status"},
+                    {":shard": shard, ":in_progress": IN_PROGRESS, ":cutoff": int(older_than)},
+                    filter_expr="#s = :in_progress AND leaseUntil < :cutoff",
+                    limit=limit,
+                    start=start,
+                    forward=True,
+                )
+                items.extend(page)
+                if not start:
+                    break
         return items[:limit]
 
     def mark_stalled(self, event_id: str, claim_token: str, *, reason: str, now: float | None = None) -> bool:
@@ -559,13 +618,14 @@ class EventStore:
             ":now": _iso(now),
             ":token": claim_token,
             ":epoch": int(now),
+            ":attn": attention_value(event_id, PARKED),
         }
         return self._update_if(
             TableName=self.table,
             Key={"eventId": {"S": event_id}},
             UpdateExpression=(
                 "SET #s = :parked, parked = :true, lastError = :reason, updatedAt = :now, "
-                "finishedAt = :now, stalledAt = :now, alertedAt = :now"
+                "finishedAt = :now, stalledAt = :now, alertedAt = :now, attention = :attn"
             ),
             ConditionExpression="claimToken = :token AND leaseUntil < :epoch",
             ExpressionAttributeNames={"#s": "status"},
@@ -578,7 +638,7 @@ class EventStore:
         it already handled a newer event of that entity (this one is stale).
 
         One item per (handler, entity) in this table, keyed ``newest~<handler>~<entity>``:
-        outside both listing indexes (no status, no listDay), expiring with the events.
+        outside both listing indexes (no listShard, no attention), expiring with the events.
         Equal times pass, so a retry of the same event (or a lost reply's retry) runs.
         """
         now = time.time() if now is None else now
@@ -611,16 +671,18 @@ class EventStore:
             ":parked": PARKED,
             ":for": waiting_for,
             ":now": _iso(now),
-            ":day": list_day(now),
+            ":shard": list_shard(meta),
+            ":attn": attention_value(meta["eventId"], WAITING),
             ":empty": {},
             ":ttl": int(now + self.ttl_days * 86400),
         }
         sets = [
             "#s = :waiting",
             "waitingFor = :for",
+            "attention = :attn",
             "updatedAt = :now",
             "firstSeenAt = if_not_exists(firstSeenAt, :now)",
-            "listDay = if_not_exists(listDay, :day)",
+            "listShard = if_not_exists(listShard, :shard)",
             "handlers = if_not_exists(handlers, :empty)",
             "#ttl = if_not_exists(#ttl, :ttl)",
         ]
@@ -673,18 +735,20 @@ class EventStore:
             ":reason": reason[:2000],
             ":now": _iso(now),
             ":epoch": int(now),
-            ":day": list_day(now),
+            ":shard": list_shard({"eventId": event_id, **meta}),
+            ":attn": attention_value(event_id, PARKED),
             ":ttl": int(now + self.ttl_days * 86400),
         }
         names = {"#s": "status", "#ttl": "ttl"}
         sets = [
             "#s = :parked",
             "parked = :true",
+            "attention = :attn",
             "alertedAt = :now",
             "updatedAt = :now",
             "lastError = if_not_exists(lastError, :reason)",
             "firstSeenAt = if_not_exists(firstSeenAt, :now)",
-            "listDay = if_not_exists(listDay, :day)",
+            "listShard = if_not_exists(listShard, :shard)",
             "#ttl = if_not_exists(#ttl, :ttl)",
         ]
         sets += _first_sight(meta, names, values)
@@ -731,6 +795,18 @@ class EventStore:
         result = self.client.query(**args)
         last = result.get("LastEvaluatedKey")
         return [from_item(i) for i in result.get("Items", [])], (from_item(last) if last else None)
+
+    def item(self, event_id: str) -> dict[str, Any] | None:
+        """One event's item by a Query on the table key (what a listing page reads per item:
+        the cost of a GetItem, and the timeline stays Query calls only)."""
+        result = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="eventId = :id",
+            ExpressionAttributeValues={":id": {"S": event_id}},
+            ConsistentRead=True,
+        )
+        items = result.get("Items") or []
+        return from_item(items[0]) if items else None
 
     def get(self, event_id: str) -> dict[str, Any] | None:
         result = self.client.get_item(TableName=self.table, Key={"eventId": {"S": event_id}}, ConsistentRead=True)
