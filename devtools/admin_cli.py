@@ -303,7 +303,9 @@ def _history(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
 
 def _history_row(item: dict[str, Any]) -> dict[str, Any]:
     change = item.get("statusChange") or {}
-    outcomes = ", ".join(f"{name.rsplit('.', 1)[-1]}={result.get('status')}" for name, result in item["handlers"].items())
+    outcomes = ", ".join(
+        f"{name.rsplit('.', 1)[-1]}={result.get('status')}" for name, result in item["handlers"].items()
+    )
     marks = [m for m, on in (("parked", item.get("parked")), ("stale", item.get("stale"))) if on]
     if item.get("waitingFor"):
         marks.append(f"waiting for {item['waitingFor']}")
