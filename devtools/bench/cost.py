@@ -37,6 +37,9 @@ FULL_VCPU_MB = 1769
 AWS_RTT_MS = 8.0
 # X-Ray default sampling: 1 request/s reservoir, then 5 %; at volume the 5 % dominates.
 XRAY_SAMPLED = 0.05
+# Traces recorded per delivery: ingest's invocation, and the consumer's invocation, which
+# handles a batch (one trace per invocation, whatever its batch size; this model counted
+# one per delivery before 2026-11-28, i.e. 2 instead of 1 + 1/batch).
 # What Lambda and the HTTP API log besides our own lines (bytes): START/END/REPORT per
 # invocation and the API's access-log line per request (format in template.yaml).
 LAMBDA_PLATFORM_LOG_BYTES = 330
@@ -58,19 +61,6 @@ def table_definition(logical_id: str = "EventsTable") -> dict[str, Any]:
         "BillingMode": "PAY_PER_REQUEST",
         **({"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} if props.get("GlobalSecondaryIndexes") else {}),
     }
-
-
-def index_write_units() -> tuple[int, int]:
-    """GSI write units of (a claim, a finish or checkpoint), from the table's indexes.
-
-    A claim adds one entry to each index. A finish changes ``status`` and ``updatedAt``:
-    an index keyed on ``status`` deletes and puts its entry (2 units), one that only
-    projects them updates it (1). Index entries are projections well under 1 KB.
-    """
-    indexes = template()["Resources"]["EventsTable"]["Properties"].get("GlobalSecondaryIndexes") or []
-    claim = len(indexes)
-    finish = sum(2 if any(k["AttributeName"] == "status" for k in gsi["KeySchema"]) else 1 for gsi in indexes)
-    return claim, finish
 
 
 def configured() -> dict[str, int]:
@@ -101,6 +91,8 @@ class Measured:
     consumer_serial_calls_per_batch: float  # AWS calls on the critical path of one batch
     dynamodb_writes: float  # UpdateItem calls per new event
     item_kb: float  # the event item's size
+    table_wru: float  # base-table write units per new event (devtools/bench/capacity.py)
+    index_wru: float  # GSI write units per new event (from the index definitions in template.yaml)
     ingest_log_bytes: float  # our log + EMF lines per request
     consumer_log_bytes: float  # our log + EMF lines per event
     body_bytes: int
@@ -119,9 +111,7 @@ def cost_per_million(m: Measured, cfg: dict[str, int]) -> tuple[list[tuple[str, 
     consumer_gb_s = math.ceil(consumer_ms) / 1000 * cfg["consumer_mb"] / 1024 / batch
     sqs_units = math.ceil(m.body_bytes / 65536)
     sqs_requests = sqs_units * (1 + 1 / batch + 1 / batch)  # send + (receive + delete-batch) per batch
-    wru_per_write = max(1, math.ceil(m.item_kb))
-    claim_units, finish_units = index_write_units()
-    gsi_units = claim_units + finish_units * max(0, round(m.dynamodb_writes) - 1)
+    traces = 1 + 1 / batch
     log_gb = (
         m.ingest_log_bytes + m.consumer_log_bytes + LAMBDA_PLATFORM_LOG_BYTES * (1 + 1 / batch) + API_ACCESS_LOG_BYTES
     ) / 1024**3
@@ -145,15 +135,15 @@ def cost_per_million(m: Measured, cfg: dict[str, int]) -> tuple[list[tuple[str, 
         ),
         (
             "DynamoDB",
-            million * (m.dynamodb_writes * wru_per_write + gsi_units) * p["dynamodb_wru"],
-            f"{m.dynamodb_writes:.0f} writes x {wru_per_write} WRU (item {m.item_kb:.1f} KB) "
-            f"+ {gsi_units} index WRU (GSIs in template.yaml), no reads",
+            million * (m.table_wru + m.index_wru) * p["dynamodb_wru"],
+            f"{m.dynamodb_writes:.0f} writes = {m.table_wru:g} table WRU (item {m.item_kb:.1f} KB) "
+            f"+ {m.index_wru:g} index WRU (GSIs in template.yaml), no reads",
         ),
         ("CloudWatch Logs", million * log_gb * p["logs_gb"], f"{log_gb * 1024**3:.0f} bytes per delivery ingested"),
         (
             "X-Ray (Tracing: Active)",
-            million * 2 * XRAY_SAMPLED * p["xray_trace"],
-            f"2 traces, {XRAY_SAMPLED:.0%} sampled",
+            million * traces * XRAY_SAMPLED * p["xray_trace"],
+            f"{traces:g} traces (ingest, consumer per batch), {XRAY_SAMPLED:.0%} sampled",
         ),
     ]
     return rows, {"ingest_ms": ingest_ms, "consumer_ms": consumer_ms}

@@ -355,6 +355,59 @@ def _admin_event() -> dict[str, Any]:
 
 
 # -- 7. cost ------------------------------------------------------------------------------------------
+COST_GOAL = 4.50  # $ per million deliveries (issue 13: from $8.28)
+PARTITION_GOAL = 0.05  # most of its table's or index's writes one partition key may take
+
+
+def capacity_rows() -> tuple[list[Row], dict[str, Any]]:
+    """Write units per happy-path delivery (moto + the index definitions), and the hottest
+    partition of a synthetic 10,000 deliveries/s day (devtools/bench/capacity.py)."""
+    from devtools.bench import capacity
+
+    units = capacity.happy_path()
+    mix = capacity.Mix()
+    ours = capacity.hottest_partition(capacity.current_design, "Recent + Attention", mix)
+    before = capacity.hottest_partition(capacity.previous_design, "ByDay + ByStatus", mix)
+    by_index = ", ".join(f"{name} {wru:g}" for name, wru in units["by_index"].items())
+    rows = [
+        Row(
+            "9. DynamoDB write units per happy-path delivery",
+            f"{units['table_wru']:g} table + {units['index_wru']:g} index",
+            "2 table + 5 index (ByDay, ByStatus)",
+            None,
+            "index <= 1",
+            units["index_wru"] <= 1,
+            [
+                f"{units['writes_per_event']:g} UpdateItem per event; index WRU by index: {by_index}; units from the "
+                "item before and after each write (moto) and each GSI's keys and projection in template.yaml; "
+                f"moto's own ConsumedCapacity on these writes: {', '.join(units['moto_capacity']) or 'none'} "
+                "(a constant, not DynamoDB's billing: no check possible)"
+            ],
+        ),
+        Row(
+            "10. Hottest partition, 10,000 deliveries/s mix",
+            f"{ours.share_of_its_index:.1%} of {ours.partition[0]} ({ours.per_second_per_1000 * 10:.0f} writes/s)",
+            f"{before.share_of_its_index:.0%} of {before.partition[0]} "
+            f"({before.per_second_per_1000 * 10:.0f} writes/s)",
+            None,
+            f"<= {PARTITION_GOAL:.0%}",
+            ours.share_of_its_index <= PARTITION_GOAL,
+            [
+                f"highest per-partition write rate per 1,000 deliveries/s: {ours.per_second_per_1000:.1f} "
+                f"(partition {ours.partition[0]} {ours.partition[1]!r}); before: {before.per_second_per_1000:.0f} "
+                f"({before.partition[0]} {before.partition[1]!r}); hottest key's share per table/index: "
+                + ", ".join(f"{k} {v:.1%}" for k, v in ours.by_index.items())
+                + f"; synthetic day: {mix.work_orders:,} work orders, {mix.requests:,} requests, "
+                f"{mix.assets:,} assets, {mix.hot_work_orders} hot work orders taking {mix.hot_share:.1%} of "
+                f"deliveries each, {mix.fail_once:.0%} failing once, {mix.held:.0%} held, {mix.parked:.1%} parked, "
+                f"{mix.duplicate:.0%} duplicates; {ours.writes_per_delivery:.2f} writes per delivery "
+                f"(before {before.writes_per_delivery:.2f})"
+            ],
+        ),
+    ]
+    return rows, units
+
+
 def cost(figures: dict[str, Any], log_bytes: dict[str, float]) -> tuple[Row, list[str]]:
     from devtools.bench import cost as bench_cost
     from devtools.samples import encode, maintainx_payload
@@ -367,6 +420,8 @@ def cost(figures: dict[str, Any], log_bytes: dict[str, float]) -> tuple[Row, lis
         consumer_serial_calls_per_batch=2,
         dynamodb_writes=calls["new"],
         item_kb=calls["item_bytes"] / 1024,
+        table_wru=figures["capacity"]["table_wru"],
+        index_wru=figures["capacity"]["index_wru"],
         ingest_log_bytes=log_bytes.get("ingest", 0),
         consumer_log_bytes=log_bytes.get("consumer", 0),
         body_bytes=len(encode(maintainx_payload("workorder.created"))),
@@ -379,16 +434,19 @@ def cost(figures: dict[str, Any], log_bytes: dict[str, float]) -> tuple[Row, lis
         *[f"| {name} | {value:.2f} | {how} |" for name, value, how in rows],
         f"| **total** | **{total:.2f}** | |",
     ]
+    log_total = log_bytes.get("ingest", 0) + log_bytes.get("consumer", 0)
     row = Row(
         "7. Cost per million deliveries (us-east-1)",
         f"${total:.2f}",
-        "-",
+        "$8.28 (2026-11-28, before issue 13)",
         None,
-        "info",
-        None,
+        f"<= ${COST_GOAL:.2f}",
+        total <= COST_GOAL,
         [
             f"modelled billed duration: ingest {durations['ingest_ms']:.0f} ms, "
-            f"consumer {durations['consumer_ms']:.0f} ms per batch of {cfg['batch_size']}"
+            f"consumer {durations['consumer_ms']:.0f} ms per batch of {cfg['batch_size']}; "
+            f"our own log lines: {log_bytes.get('ingest', 0):.0f} bytes per request (ingest) + "
+            f"{log_bytes.get('consumer', 0):.0f} per event (consumer) = {log_total:.0f} (before: 910 + 1791 = 2701)"
         ],
     )
     return row, lines
@@ -497,6 +555,17 @@ def write_doc(rows: list[Row], info: dict[str, str], cost_lines: list[str], runt
         f"   X-Ray assumes the default sampling rule ({XRAY_SAMPLED:.0%} past the first request each second).",
         "8. **Peak RSS.** `VmHWM` of a fresh process after its cold start and 100 invocations",
         "   (AWS stubbed); the baseline column is the configured memory size.",
+        "9. **Write units.** The real consumer handles 10 new events (one handler) against moto with",
+        "   EventsTable as template.yaml defines it; a botocore hook reads each item before and after",
+        "   each write; units follow DynamoDB's rules (table: ceil(larger image / 1 KB); a GSI: 0 when",
+        "   neither its key nor a projected attribute changed, else a put, a delete, or both for a key",
+        "   change, ceil(entry / 1 KB) each). `devtools/bench/capacity.py`; the access patterns and the",
+        "   cost of each are in docs/data-model.md.",
+        "10. **Hottest partition.** 200,000 deliveries of a synthetic day (the note lists the mix),",
+        "   each one's writes laid on their partition keys by the store's own key functions, for the",
+        "   current indexes and the ones they replaced; share = the busiest partition key's writes /",
+        "   its table's or index's writes (the figure must stay under 5%); per 1,000 deliveries/s =",
+        "   that key's writes per second when 1,000 deliveries arrive per second.",
         "",
         "## Cost per million deliveries",
         "",
@@ -554,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     consumer, figures["consumer"] = consumer_rows(4 if quick else 16)
     rows.extend(consumer)
     figures["consumer_cpu_ms"] = consumer_cpu_ms(5 if quick else 20)
+    say("9-10 write units and partitions")
+    capacity, figures["capacity"] = capacity_rows()
     say("5/8 layer imports")
     rows.append(layer_imports(3 if quick else 9))
     say("8/8 peak RSS")
@@ -562,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     cost_row, cost_lines = cost(figures, log_bytes)
     say("6/8 local stack")
     local = local_stack()
-    rows.extend([local, cost_row, *rss_rows])
+    rows.extend([local, cost_row, *rss_rows, *capacity])
     runtime = time.perf_counter() - started
 
     text = table(rows)

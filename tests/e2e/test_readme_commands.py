@@ -170,6 +170,7 @@ EXPECT: dict[str, str | Check] = {
     'make aws ARGS="dynamodb scan --table-name <EventsTableName>"': r'"Items"(.|\n)*"Count": \d+',
     "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing aws --region us-east-1 "
     "--endpoint-url http://127.0.0.1:<moto port> dynamodb scan --table-name <EventsTableName>": r'"Items"',
+    'make admin ARGS="history workorder 90001"': r"OCCURRED \(UTC\)(.|\n)*\n\d+ event\(s\) of workorder 90001",
     'make admin ARGS="list --type workorder.created --since 2026-09-14T09:55:00Z"': r"\n\d+ event\(s\)",
     'make admin ARGS="show <event id>"': r"(?m)^mx_[0-9a-f]{40}\n  status\s+COMPLETED",
     'make admin ARGS="retry-failed --since 2026-09-13T18:00:00Z --dry-run"': r"would re-enqueue \d+ event\(s\)",

@@ -366,3 +366,104 @@ def test_redrive_is_bounded_by_max(admin, stack):
 
     assert result["moved"] == 3 and result["remaining"] == 1
     assert len(receive_all(stack.queue_url)) == 3
+
+
+# -- the index design: pages of 50 across shards, the sparse Attention index, entity timelines ------
+def _entity_event(store, event_id: str, entity: str, occurred: str, at: float, *, status: str = COMPLETED) -> None:
+    kind, number = entity.split(":")
+    payload = samples.maintainx_payload("workorder.updated", work_order_id=int(number), occurred_at=occurred)
+    claim = store.claim(
+        {
+            "eventId": event_id,
+            "eventType": "workorder.updated",
+            "eventTypes": ["workorder.updated"],
+            "source": "default",
+            "entityKey": entity,
+            "occurredAt": occurred,
+            "payload": json.dumps(payload),
+        },
+        now=at,
+    )
+    store.finish(event_id, claim.token, status=status, results={}, error="boom" if status == FAILED else None, now=at)
+
+
+def _in_attention(stack, event_id: str) -> bool:
+    from mx_webhooks.store import ATTENTION_INDEX, shard_of
+
+    found = boto3.client("dynamodb", region_name=REGION).query(
+        TableName=stack.table_name,
+        IndexName=ATTENTION_INDEX,
+        KeyConditionExpression="attention = :s",
+        ExpressionAttributeValues={":s": {"S": shard_of(event_id)}},
+    )["Items"]
+    return any(i["eventId"]["S"] == event_id for i in found)
+
+
+def test_pages_of_50_across_every_shard_and_a_settled_status_page_too(admin_at_t0, store):
+    admin = admin_at_t0
+    # Given 120 events, one a second, of 120 work orders (spread over the Recent shards)
+    for n in range(120):
+        _entity_event(store, f"evt_{n:03d}", f"workorder:{5000 + n}", "2026-09-14T10:00:00.000Z", T0 - 200 + n)
+
+    # When the operator pages through 50 at a time, with and without a status
+    def walk(**kwargs: Any) -> list[list[str]]:
+        pages, cursor = [], None
+        while True:
+            page = admin.list_events(cursor=cursor, **kwargs)
+            pages.append([i["eventId"] for i in page["items"]])
+            cursor = page["nextCursor"]
+            if cursor is None:
+                return pages
+
+    # Then each page holds 50, newest first, every event exactly once
+    expected = [f"evt_{n:03d}" for n in reversed(range(120))]
+    pages = walk()
+    assert [len(p) for p in pages] == [50, 50, 20] and sum(pages, []) == expected
+    assert sum(walk(status="COMPLETED"), []) == expected
+    assert all(i["status"] == COMPLETED and i["attempts"] == 1 for i in admin.list_events()["items"])
+
+
+def test_only_events_needing_attention_are_in_the_attention_index(admin_at_t0, store, stack):
+    # Given an event completed at its first attempt, and one that failed
+    _entity_event(store, "evt_happy", "workorder:1", "2026-09-14T10:00:00.000Z", T0)
+    _entity_event(store, "evt_failing", "workorder:2", "2026-09-14T10:00:00.000Z", T0, status=FAILED)
+
+    # Then only the failed one entered the Attention index (the happy path wrote no entry there)
+    assert not _in_attention(stack, "evt_happy") and _in_attention(stack, "evt_failing")
+    assert [i["eventId"] for i in admin_at_t0.list_events(status="FAILED")["items"]] == ["evt_failing"]
+
+    # When its retry completes, it leaves the index
+    claim = store.claim({"eventId": "evt_failing"}, now=T0 + 5)
+    assert _in_attention(stack, "evt_failing")  # while it is retried: a sweep could find it stalled
+    store.finish("evt_failing", claim.token, status=COMPLETED, results={}, now=T0 + 6)
+    assert not _in_attention(stack, "evt_failing")
+    assert admin_at_t0.list_events(status="FAILED")["items"] == []
+
+
+def test_entity_history_is_its_events_in_occurred_order_by_query_calls_only(admin_at_t0, store, dynamodb_calls):
+    admin = admin_at_t0
+    # Given three events of work order 90001 first seen out of occurredAt order, one failed, and another's
+    _entity_event(store, "evt_late", "workorder:90001", "2026-09-14T10:09:00.000Z", T0 - 30)
+    _entity_event(store, "evt_early", "workorder:90001", "2026-09-14T10:01:00.000Z", T0 - 20, status=FAILED)
+    _entity_event(store, "evt_mid", "workorder:90001", "2026-09-14T10:05:00.000Z", T0 - 10)
+    _entity_event(store, "evt_other", "workorder:90002", "2026-09-14T10:03:00.000Z", T0 - 5)
+    dynamodb_calls.clear()
+
+    # When the operator asks for the work order's history, two at a time
+    first = admin.entity_events("workorder", "90001", limit=2)
+    second = admin.entity_events("workorder", "90001", limit=2, cursor=first["nextCursor"])
+
+    # Then its events come in occurredAt order, with status, status change and a pointer to show
+    assert [i["eventId"] for i in first["items"]] == ["evt_early", "evt_mid"]
+    assert [i["eventId"] for i in second["items"]] == ["evt_late"] and second["nextCursor"] is None
+    early = first["items"][0]
+    assert early["status"] == FAILED and early["lastError"] == "boom" and early["attempts"] == 1
+    assert (
+        early["statusChange"] == {"from": "OPEN", "to": "IN_PROGRESS"} and early["show"] == "/admin/webhooks/evt_early"
+    )
+    assert set(dynamodb_calls) == {"Query"}
+    # and mistakes are 400s naming the parameter
+    with pytest.raises(BadRequest, match="kind"):
+        admin.entity_events("invoice", "1")
+    with pytest.raises(BadRequest, match="cursor"):
+        admin.entity_events("workorder", "90002", cursor=first["nextCursor"])

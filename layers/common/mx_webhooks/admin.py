@@ -86,6 +86,7 @@ QUERIES_PER_SHARD = 3  # bounds the reads one list request costs when filters ar
 MAX_TIMELINE_QUERIES = 60  # pages of one Recent shard an entity timeline may read (60 x 1 MB)
 SHARD_READERS = 8  # parallel shard queries of one listing page
 FETCH_CHUNKS = 4  # pages of items one listing with a status reads by key at most
+SWEEP_SCAN_PER_SHARD = 2000  # Recent entries per shard one stalled-claim sweep reads at most
 ENTITY_KINDS = ("workorder", "request", "asset")
 DEFAULT_BULK_RETRY = 100
 MAX_BULK_RETRY = 500
@@ -344,17 +345,20 @@ class Admin:
         values: dict[str, Any],
         forward: bool = False,
         queries: int = QUERIES_PER_SHARD,
+        until: str | None = None,
     ) -> _ShardRead:
         """Up to ``want`` matching items of one shard, newest first (oldest first if ``forward``),
-        strictly past ``before``; the frontier says where the read stopped if it did not reach the end."""
+        strictly past ``before``, first seen from ``since_iso`` (to ``until``); the frontier
+        says where the read stopped if it did not reach the end."""
         key_expr = "#pk = :shard"
         values = {**values, ":shard": shard}
-        if since_iso and before and not forward:
-            key_expr += " AND firstSeenAt BETWEEN :since AND :before"
-            values.update({":since": since_iso, ":before": before[0]})
-        elif before and not forward:
-            key_expr += " AND firstSeenAt <= :before"
-            values[":before"] = before[0]
+        upper = before[0] if before and not forward else until
+        if since_iso and upper:
+            key_expr += " AND firstSeenAt BETWEEN :since AND :upper"
+            values.update({":since": since_iso, ":upper": upper})
+        elif upper:
+            key_expr += " AND firstSeenAt <= :upper"
+            values[":upper"] = upper
         elif since_iso:
             key_expr += " AND firstSeenAt >= :since"
             values[":since"] = since_iso
@@ -362,7 +366,8 @@ class Admin:
         items: list[dict[str, Any]] = []
         start: dict[str, Any] | None = None
         for _ in range(queries):
-            batch, start = self._index_page(index, key_expr, names, values, filter_expr, max(want, 10), start, forward)
+            limit = min(max(want, 10), 1000)
+            batch, start = self._index_page(index, key_expr, names, values, filter_expr, limit, start, forward)
             items.extend(i for i in batch if before is None or _position(i) < before)
             if len(items) >= want or start is None:
                 break
@@ -702,8 +707,11 @@ class Admin:
         """
         now = self.clock()
         marked: list[str] = []
-        for item in self.store.stalled(older_than=now - self.config.stalled_after_seconds, limit=limit):
+        stalled = self.store.stalled(older_than=now - self.config.stalled_after_seconds, limit=limit)
+        for item in [*stalled, *self._stalled_first_attempts(now, limit)]:
             event_id = str(item["eventId"])
+            if event_id in marked:
+                continue
             lease_end = _iso_now(float(item.get("leaseUntil", 0)))
             reason = (
                 f"stalled: its claim's lease ended at {lease_end} and no redelivery took it over "
@@ -723,6 +731,56 @@ class Admin:
                 status=PARKED,  # what the record says now (admin list --status PARKED)
             )
         return {"marked": marked, "alertedFromDLQ": self._sweep_dlq()}
+
+    def _stalled_first_attempts(self, now: float, limit: int) -> list[dict[str, Any]]:
+        """First attempts left IN_PROGRESS with an ended lease: read once each, in order of first sight.
+
+        A first claim does not enter the Attention index (the happy path writes no entry
+        there), so this reads the Recent index from a watermark (``EventStore.sweep_mark``:
+        every event first seen up to it was seen finished, stalled, or in the Attention
+        index) to the events first seen ``stalled_after_seconds`` ago, and their items by
+        key (BatchGetItem): each event is read by one sweep, once (docs/data-model.md).
+        The watermark stops at the first event still IN_PROGRESS under a live lease.
+        """
+        cutoff = now - self.config.stalled_after_seconds
+        upto = _iso_now(cutoff)
+        mark = self.store.sweep_mark() or _iso_now(now - (self.config.retention_days + 2) * 86400)
+        if mark >= upto:
+            return []
+
+        def read(shard: str) -> _ShardRead:
+            return self._read_shard(
+                RECENT_INDEX,
+                "listShard",
+                shard,
+                since_iso=mark,
+                before=None,
+                want=SWEEP_SCAN_PER_SHARD,
+                filter_expr=None,
+                names={},
+                values={},
+                forward=True,
+                queries=SWEEP_SCAN_PER_SHARD // 1000 + 1,
+                until=upto,
+            )
+
+        with ThreadPoolExecutor(max_workers=SHARD_READERS, thread_name_prefix="shard") as pool:
+            reads = list(pool.map(read, all_shards()))
+        frontiers = [r.frontier for r in reads if r.frontier is not None]
+        bound = min(frontiers) if frontiers else None  # past it a shard was not read this time
+        entries = sorted((i for r in reads for i in r.items if bound is None or _position(i) <= bound), key=_position)
+        found: list[dict[str, Any]] = []
+        new_mark = bound[0] if bound else upto
+        for item in self.store.items([str(e["eventId"]) for e in entries]):
+            if item.get("status") != IN_PROGRESS or item.get("attention"):
+                continue  # finished, or the Attention index has it
+            if float(item.get("leaseUntil", 0)) < cutoff:
+                found.append(item)
+            else:  # its lease is still live: look at it again next time
+                new_mark = min(new_mark, str(item.get("firstSeenAt") or new_mark))
+        if len(found) <= limit:
+            self.store.advance_sweep_mark(new_mark)
+        return found[:limit]
 
     def _sweep_dlq(self) -> list[str]:
         """Alert, once, each event whose message the queue itself moved to the DLQ.

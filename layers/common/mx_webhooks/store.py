@@ -346,8 +346,34 @@ class EventStore:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             old = from_item(exc.response.get("Item") or {})
-            return Claim(kind=self._refusal(old, meta, token, now), item=old, token=token)
-        return Claim(kind=ClaimKind.CLAIMED, item=from_item(result["Attributes"]), token=token)
+            return self._entered(Claim(kind=self._refusal(old, meta, token, now), item=old, token=token))
+        return self._entered(Claim(kind=ClaimKind.CLAIMED, item=from_item(result["Attributes"]), token=token))
+
+    def _entered(self, claim: Claim) -> Claim:
+        """Put a claimed event that is not on its first attempt into the Attention index.
+
+        A first claim leaves it out (the happy path writes no attention entry); a retry of
+        a failed event is there already. What remains is a takeover of a claim whose holder
+        was stopped: entered here, by one more write, so that the stalled-claim sweep finds
+        it if this attempt is stopped too. Conditional on our token: safe to retry, and a
+        no-op once someone else has taken the event over.
+        """
+        item = claim.item
+        if claim.kind != ClaimKind.CLAIMED or claim.attempts <= 1 or item.get("attention"):
+            return claim
+        if item.get("status") != IN_PROGRESS:
+            return claim
+        event_id = str(item["eventId"])
+        shard = attention_value(event_id, IN_PROGRESS)
+        if self._update_if(
+            TableName=self.table,
+            Key={"eventId": {"S": event_id}},
+            UpdateExpression="SET attention = :a",
+            ConditionExpression="claimToken = :token",
+            ExpressionAttributeValues=to_item({":a": shard, ":token": claim.token}),
+        ):
+            item["attention"] = shard
+        return claim
 
     @staticmethod
     def _refusal(old: dict[str, Any], meta: dict[str, Any], token: str, now: float) -> ClaimKind:
@@ -795,6 +821,45 @@ class EventStore:
         result = self.client.query(**args)
         last = result.get("LastEvaluatedKey")
         return [from_item(i) for i in result.get("Items", [])], (from_item(last) if last else None)
+
+    def items(self, event_ids: list[str]) -> list[dict[str, Any]]:
+        """The items of ``event_ids`` (those that exist), 100 keys per BatchGetItem, eventually consistent."""
+        found: list[dict[str, Any]] = []
+        for offset in range(0, len(event_ids), 100):
+            keys = [{"eventId": {"S": event_id}} for event_id in dict.fromkeys(event_ids[offset : offset + 100])]
+            request: dict[str, Any] = {self.table: {"Keys": keys}}
+            for _ in range(10):
+                result = self.client.batch_get_item(RequestItems=request)
+                found.extend(from_item(i) for i in result.get("Responses", {}).get(self.table, []))
+                request = result.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05)
+        return found
+
+    # -- the stalled-claim sweep's watermark --------------------------------------------------
+    _SWEEP_MARK = f"sweep{SCOPE_SEPARATOR}first-attempts"
+
+    def sweep_mark(self) -> str | None:
+        """The ``firstSeenAt`` up to which the sweep has seen every first attempt (None: never ran)."""
+        result = self.client.get_item(
+            TableName=self.table, Key={"eventId": {"S": self._SWEEP_MARK}}, ConsistentRead=True
+        )
+        value = (result.get("Item") or {}).get("checkedUpTo", {}).get("S")
+        return str(value) if value else None
+
+    def advance_sweep_mark(self, checked_up_to: str, now: float | None = None) -> None:
+        """Move the watermark forward (never back: two sweeps may race). Outside both indexes.
+
+        Safe to retry after a lost reply: equal values pass the condition."""
+        now = time.time() if now is None else now
+        self._update_if(
+            TableName=self.table,
+            Key={"eventId": {"S": self._SWEEP_MARK}},
+            UpdateExpression="SET checkedUpTo = :w, updatedAt = :now",
+            ConditionExpression="attribute_not_exists(checkedUpTo) OR checkedUpTo <= :w",
+            ExpressionAttributeValues=to_item({":w": checked_up_to, ":now": _iso(now)}),
+        )
 
     def item(self, event_id: str) -> dict[str, Any] | None:
         """One event's item by a Query on the table key (what a listing page reads per item:
