@@ -27,7 +27,7 @@ from devtools.local_stack import LocalStackProcess
 pytestmark = pytest.mark.e2e
 
 BASE, CAP = 2, 8  # the backoff: 2, 4, 8 s
-SLACK_S = 2.5  # a try may come later than its backoff by the poll, the batching window (1 s) and the run
+SLACK_S = 3.0  # a try may come later than its backoff by the poll, the batching window (1 s) and the run
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def _outcomes(local: LocalStackProcess, event_id: str) -> list[dict[str, Any]]:
             record = json.loads(line)
         except ValueError:
             continue
-        if record.get("event_id") != event_id:
+        if event_id not in (record.get("event_id"), record.get("correlation_id")):
             continue
         if record.get("message") == "event held":
             record["outcome"] = "held"
