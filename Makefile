@@ -87,8 +87,21 @@ aws: install
 		aws --endpoint-url $$endpoint --region $$region $(ARGS)
 
 ## test: everything CI runs: lint, template checks, sam build, all test tiers
-test: install install-sam lint validate scan build
+test: install install-sam lint validate scan build install-browser
 	$(PY) -m pytest -q
+
+## console: the operator console on http://127.0.0.1:8080 for the stack `make run` started; STACK=<name>: a deployed one
+# It talks to the admin API (a deployed one SigV4-signed with your AWS credentials); CONSOLE_PORT=... moves it.
+.PHONY: console
+console: install
+	$(PY) -m devtools.operator_console --local-port $(PORT) $(if $(STACK),--stack $(STACK)) $(if $(CONSOLE_PORT),--port $(CONSOLE_PORT))
+
+## install-browser: Debian's chromium for the browser tests (tests/browser); nothing to do when /usr/bin/chromium exists
+.PHONY: install-browser
+install-browser:
+	@test -x /usr/bin/chromium || { \
+		sudo=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium; }
 
 ## load: the load test at full size on the local stack (LOSSY=1: with lost DynamoDB replies and duplicate deliveries)
 # CI runs it at 500 within `make test`, clean and lossy. LOSSY=1: 2% of DynamoDB writes applied with their
@@ -101,6 +114,13 @@ load: install
 ## soak: the state-machine simulation (tests/sim) for as long as asked: MINUTES=10 (default), or STEPS=N; SEED=S to reproduce
 soak: install
 	$(PY) -m devtools.soak $(if $(STEPS),--steps $(STEPS),--minutes $(or $(MINUTES),10)) $(if $(SEED),--seed $(SEED))
+
+## test-samlocal: the sam local tier alone: the functions in Docker against the local stack (root; installs docker.io)
+# `make test` runs it with the rest. It starts a dockerd of its own in a network namespace of its own
+# and builds the stand-in Lambda image with ../shared/tools/lambda-python-image.sh (tests/samlocal).
+.PHONY: test-samlocal
+test-samlocal: install install-sam build
+	$(PY) -m pytest -q tests/samlocal
 
 ## test-fast: unit and integration tests only
 test-fast: install
@@ -127,11 +147,11 @@ scan: install install-scan
 validate: install install-sam
 	$(SAM) validate --lint
 
-## build: sam build, then compile the layer's and functions' bytecode
-# Lambda's /opt is read-only: without .pyc files every cold start recompiles every import.
+## build: sam build (the layer and functions with compiled bytecode: layers/common/Makefile, functions/Makefile)
+# Plain `sam build` does it all (BuildMethod: makefile), so `sam sync`, `sam build --use-container`
+# and a user following SAM's docs ship the same bytecode; it looks for python3.13 on PATH (set above).
 build: install-sam
 	$(SAM) build
-	$(PYTHON313) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build/SharedLayer/python .aws-sam/build/*Function
 
 ## deploy: sam deploy (CONFIG_ENV=dev|prod from samconfig.toml, else --guided)
 deploy: build

@@ -190,11 +190,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def local_endpoint(port: str | None = None) -> str:
     """The moto endpoint of the stack ``make run`` started on ``port`` (default ``$PORT``, else 3000)."""
+    return str(local_stack_info(port, "endpoint_url")["endpoint_url"])
+
+
+def local_stack_info(port: str | None = None, *required: str) -> dict[str, Any]:
+    """The ready file of the stack ``make run`` started on ``port`` (``stack.info``: ``url``,
+    ``endpoint_url``, ``outputs``...), holding the ``required`` keys; the operator console
+    finds the local admin API through it too."""
     port = port or os.environ.get("PORT") or "3000"
     ready = ROOT / ".local-stack" / f"stack-{port}.json"
     try:
-        return str(json.loads(ready.read_text())["endpoint_url"])
-    except (OSError, ValueError, KeyError) as exc:
+        info = json.loads(ready.read_text())
+        for key in required:
+            info[key]  # noqa: B018 - a KeyError names the missing key
+        return dict(info)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CliError(
             f"--local: no local stack found for port {port} ({ready.relative_to(ROOT)}: {exc.__class__.__name__});"
             " start one with `make run` (or give --endpoint-url)",

@@ -7,7 +7,7 @@ interleaved (ours, baseline, ours, ...), because the machines this runs on are
 shared and noisy. Timed work runs in fresh child processes (``devtools/bench/child.py``)
 laid out the way Lambda lays out a function: the ``sam build`` output of the
 function (``/var/task``) and of the layer (``/opt/python``) on ``PYTHONPATH``, with
-the bytecode ``make build`` compiles. AWS is stubbed at the botocore level.
+the bytecode ``sam build`` compiles (layers/common/Makefile). AWS is stubbed at the botocore level.
 
 Run: ``make bench`` (builds first) or ``python -m devtools.bench`` after ``make build``.
 ``--quick`` takes fewer samples (for a smoke run).
@@ -527,7 +527,7 @@ def write_doc(rows: list[Row], info: dict[str, str], cost_lines: list[str], runt
         "",
         "1. **Cold start.** Fresh interpreters with `PYTHONPATH` = the `sam build` output of",
         "   IngestFunction, then SharedLayer/python (Lambda's `/var/task`, `/opt/python`), bytecode as",
-        "   `make build` compiles it (`unchecked-hash`), `PYTHONDONTWRITEBYTECODE=1`. Ours imports",
+        "   `sam build` compiles it (`unchecked-hash`), `PYTHONDONTWRITEBYTECODE=1`. Ours imports",
         "   `ingest_handler` (config + SQS client at import) and handles one signed MaintainX delivery;",
         "   the baseline imports hmac, json and boto3, makes an SQS client, verifies the same signature",
         "   and sends. The signing secret comes from `LOCAL_WEBHOOK_SECRETS` (Secrets Manager not",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from devtools.local_stack.chaos import Chaos, ChaosSpec
-from devtools.local_stack.stack import DEFAULT_STACK_NAME, LocalStack
+from devtools.local_stack.stack import DEFAULT_STACK_NAME, SAM_LOCAL_HOST, LocalStack
 from devtools.local_stack.template import ROOT, TemplateError
 from devtools.samples import LOCAL_SECRET
 
@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--chaos-seed", type=int, default=None, help="seed of the fault choices")
     parser.add_argument("--chaos-report", help="JSON counts of injected faults (default: chaos.json by --log-file)")
+    parser.add_argument(
+        "--sam-env-file",
+        default=None,
+        help="where to write the env file for `sam local invoke/start-api --env-vars` that points the "
+        "functions at this stack (default .local-stack/sam-env-<port>.json; the process id for port 0)",
+    )
     parser.add_argument("--ready-file", help=argparse.SUPPRESS)
     return parser
 
@@ -84,6 +90,12 @@ def _log_path(args: argparse.Namespace) -> Path:
     if args.log_file:
         return Path(args.log_file)
     return ROOT / ".local-stack" / f"functions-{args.port or os.getpid()}.log"
+
+
+def _sam_env_path(args: argparse.Namespace) -> Path:
+    if args.sam_env_file:
+        return Path(args.sam_env_file)
+    return ROOT / ".local-stack" / f"sam-env-{args.port or os.getpid()}.json"
 
 
 def _chaos(parser: argparse.ArgumentParser, args: argparse.Namespace, log_path: Path) -> Chaos | None:
@@ -106,7 +118,13 @@ def _announce(
     stack: LocalStack, console: TextIO, log_path: Path, chaos: Chaos | None, args: argparse.Namespace
 ) -> None:
     console.write(stack.banner() + "\n")
-    console.write(f"  Function logs   {log_path}\n\n")
+    console.write(f"  Function logs   {log_path}\n")
+    sam_env = _sam_env_path(args)
+    _write_atomically(sam_env, json.dumps(stack.sam_local_env(), indent=2) + "\n")
+    bridge = f"moto also on Docker's bridge {stack.bridge_address}" if stack.bridge_address else "no Docker bridge here"
+    console.write(
+        f"  sam local       --env-vars {_shown(sam_env)} --add-host {SAM_LOCAL_HOST}:host-gateway   ({bridge})\n\n"
+    )
     if chaos is not None:
         chaos.write_report()
         console.write(
@@ -114,9 +132,22 @@ def _announce(
         )
     console.flush()
     if args.ready_file:
-        tmp = Path(args.ready_file + ".tmp")
-        tmp.write_text(json.dumps(stack.info))
-        tmp.replace(args.ready_file)
+        _write_atomically(Path(args.ready_file), json.dumps(stack.info))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _shown(path: Path) -> str:
+    """The path as a user in the checkout types it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

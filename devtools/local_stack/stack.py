@@ -9,7 +9,10 @@ import functools
 import json
 import logging
 import os
+import socket
+import struct
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -27,9 +30,13 @@ from devtools.local_stack.logtap import LogTap
 from devtools.local_stack.resources import LOCAL_API_ID, REGION, env_text, for_moto, zip_folder
 from devtools.local_stack.sqs_source import SqsEventSource
 from devtools.local_stack.template import ACCOUNT_ID, ROOT, Resolver, TemplateError, parameter_values, translate
+from devtools.sample_events import TEN_YEARS
 from devtools.samples import LOCAL_SECRET
 
 DEFAULT_STACK_NAME = "maintainx-webhooks-local"
+# The name a `sam local` container reaches this machine by: Docker Desktop defines it; on
+# Linux, `--add-host host.docker.internal:host-gateway` maps it to Docker's bridge.
+SAM_LOCAL_HOST = "host.docker.internal"
 CODE_BUCKET = "local-stack-code"
 log = logging.getLogger("devtools.local_stack")
 
@@ -74,6 +81,7 @@ class LocalStack:
         self.skipped: list[str] = []  # resources neither moto nor this module creates
         self.info: dict[str, Any] = {}
         self.ready_seconds = 0.0
+        self.bridge_address: str | None = None  # moto's second address, for sam local (docker0)
         self._exit = ExitStack()
         self._tap = LogTap()
         self.console = Console(self.out, self._tap)
@@ -130,6 +138,7 @@ class LocalStack:
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
         self._moto.start()
         self._exit.callback(self._moto.stop)
+        self.bridge_address = self._serve_moto_on_docker_bridge()
         self._exit.enter_context(atomic_item_writes())  # a condition and its write are one step, as on DynamoDB
         # moto's state is global to the process: start from nothing, leave nothing behind.
         # (So one in-process LocalStack at a time; LocalStackProcess runs any number.)
@@ -186,6 +195,7 @@ class LocalStack:
             },
             "pid": os.getpid(),
             "alerts_queue_url": self.alerts.queue_url if self.alerts else None,
+            "docker_bridge": self.bridge_address,
         }
 
     def _watch_alerts(self) -> None:
@@ -197,6 +207,34 @@ class LocalStack:
         self.alerts = AlertWatcher(self.client("sqs"), self.client("sns"), str(topic), self.console.line)
         self.alerts.start()
         self._exit.callback(self.alerts.stop)
+
+    def _serve_moto_on_docker_bridge(self) -> str | None:
+        """Serve moto on Docker's bridge address too (same port, same state), for ``sam local``.
+
+        A ``sam local`` container reaches this machine only through Docker's bridge
+        (``--add-host host.docker.internal:host-gateway``): the SAM CLI ignores
+        ``--docker-network host`` (aws-sam-cli#4236), and moto listens on 127.0.0.1. The
+        bridge address is reachable from this machine's containers only, not from the
+        network. None when there is no bridge (no Docker, or Docker Desktop, whose
+        ``host.docker.internal`` reaches 127.0.0.1 itself) or moto already listens on all.
+        """
+        address = docker_bridge_address()
+        if address is None or self.host not in ("127.0.0.1", "localhost"):
+            return None
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        port = self._moto.get_host_and_port()[1]
+        try:
+            server = make_server(
+                address, port, DomainDispatcherApplication(create_backend_app), True, request_handler=MotoRequestHandler
+            )
+        except OSError as exc:  # the bridge is down or the port taken there: sam local cannot reach us, the rest can
+            log.warning("moto not served on Docker's bridge %s:%s: %s", address, port, exc)
+            return None
+        threading.Thread(target=server.serve_forever, name="moto-docker-bridge", daemon=True).start()
+        self._exit.callback(server.shutdown)
+        return address
 
     def _reset_moto(self) -> None:
         import urllib.request
@@ -344,6 +382,8 @@ class LocalStack:
         timeout = int(resolver.resolve(props.get("Timeout", 3)))
         memory = int(resolver.resolve(props.get("MemorySize", 128)))
         env = {str(k): env_text(v) for k, v in variables.items()}
+        if not env.get("AWS_ENDPOINT_URL"):  # declared empty for `sam local`; here the stack's moto applies
+            env.pop("AWS_ENDPOINT_URL", None)
         env.update(
             {
                 "AWS_LAMBDA_FUNCTION_NAME": name,
@@ -369,6 +409,30 @@ class LocalStack:
                 f"{logical_id}: {type(exc).__name__}: {exc}" + (f" (HANDLER_MODULES={modules})" if modules else "")
             ) from exc
         return function
+
+    def sam_local_env(self) -> dict[str, dict[str, str]]:
+        """``sam local invoke/start-api --env-vars`` values that point the functions at this stack.
+
+        Per function, every variable the template declares (``--env-vars`` sets no other),
+        valued as this stack gives it, with ``AWS_ENDPOINT_URL`` = this stack's moto as a
+        container reaches it (``host.docker.internal``, which ``--add-host
+        host.docker.internal:host-gateway`` maps to Docker's bridge) and ``SIGNATURE_TOLERANCE_SECONDS``
+        long enough for the committed samples of ``events/ingest`` (signed once, in 2026).
+        Not settable this way: credentials and region, which the SAM CLI takes from the
+        caller's AWS configuration (none: fake keys and us-east-1, this stack's region).
+        """
+        resolver = self.resolver
+        result: dict[str, dict[str, str]] = {}
+        for logical_id in self.functions:
+            props = resolver.resources()[logical_id]["Properties"]
+            declared = resolver.resolve((props.get("Environment") or {}).get("Variables") or {})
+            env = {str(k): env_text(v) for k, v in declared.items()}
+            if "AWS_ENDPOINT_URL" in env:
+                env["AWS_ENDPOINT_URL"] = f"http://{SAM_LOCAL_HOST}:{self._moto.get_host_and_port()[1]}"
+            if "SIGNATURE_TOLERANCE_SECONDS" in env:
+                env["SIGNATURE_TOLERANCE_SECONDS"] = str(TEN_YEARS)
+            result[logical_id] = env
+        return result
 
     def _event_sources(self) -> list[SqsEventSource]:
         resolver = self._resolver
@@ -424,6 +488,21 @@ class LocalStack:
 
     def banner(self) -> str:
         return banner(self, self.params)
+
+
+def docker_bridge_address(interface: str = "docker0") -> str | None:
+    """The IPv4 address of Docker's default bridge on this machine (Linux), else None."""
+    try:
+        import fcntl
+    except ImportError:  # not Linux
+        return None
+    siocgifaddr = 0x8915
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            packed = fcntl.ioctl(sock.fileno(), siocgifaddr, struct.pack("256s", interface.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(packed[20:24])
 
 
 def _fresh_parameter_providers() -> None:

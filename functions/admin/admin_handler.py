@@ -94,6 +94,11 @@ def peek_dlq() -> dict[str, Any]:
     return ADMIN.peek_dlq(_query().get("max"))
 
 
+@app.get("/admin/stats")
+def stats() -> dict[str, Any]:
+    return ADMIN.stats(_query().get("hours"))
+
+
 @app.post("/admin/dlq/redrive")
 def redrive_dlq() -> dict[str, Any]:
     options = {**_query(), **_body()}

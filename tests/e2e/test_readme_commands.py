@@ -22,8 +22,10 @@ that port. The "two questions" commands target AWS as written: they run with
 ``AWS_ENDPOINT_URL`` exported to the local stack's moto, as the README offers.
 
 Not run (each needs something this test does not have): ``make test`` (the suite that
-runs this test), ``sam local invoke`` (Docker), ``make aws`` and ``aws`` when no AWS CLI
-is on PATH, ``make build`` when the checkout has no ``.venv-sam``.
+runs this test), ``sam local ...`` and the ``make send`` to its ``start-api`` (Docker:
+``tests/samlocal`` runs exactly these commands), ``make aws`` and ``aws`` when no AWS CLI
+is on PATH, ``make build`` when the checkout has no ``.venv-sam``. The sam-local
+section's ``export PATH=...`` is applied to the commands after it.
 
 Nothing is installed: the clone's ``.venv`` and ``.venv-sam`` are symlinks to this
 checkout's, its requirement files are dated before ``.venv/.installed`` so make sees
@@ -179,10 +181,12 @@ EXPECT: dict[str, str | Check] = {
     'make admin ARGS="dlq redrive"': r"moved \d+ message\(s\) back to the events queue",
     "curl 'http://127.0.0.1:3000/admin/webhooks?status=FAILED'": lambda out, _: _json_with(out, "items"),
     "make build": lambda out, s: _built(s),
+    'export PATH="$PWD/.venv-sam/bin:$PATH"': lambda out, s: _export_sam_path(s),
 }
 NOT_RUN = {
     "make test": "the whole suite, which runs this test; CI runs it",
-    "sam local invoke": "needs Docker",
+    "sam local": "needs Docker: tests/samlocal runs it",
+    "make send PORT=3001": "needs the sam local start-api above (Docker): tests/samlocal runs it",
 }
 
 
@@ -192,6 +196,13 @@ def _json_with(out: str, key: str) -> None:
 
 def _built(session: Session) -> None:
     assert (session.clone / ".aws-sam" / "build" / "SharedLayer").is_dir()
+    assert list((session.clone / ".aws-sam" / "build").rglob("*.pyc")), "sam build shipped no bytecode"
+
+
+def _export_sam_path(session: Session) -> None:
+    """The README's ``export PATH=...``: ``sam`` (and python3.13) on PATH for the commands after it."""
+    assert (session.clone / ".venv-sam" / "bin" / "sam").exists()
+    session.env["PATH"] = f"{session.clone}/.venv-sam/bin:{session.env['PATH']}"
 
 
 # -- running them -----------------------------------------------------------------------------------

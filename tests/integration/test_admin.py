@@ -467,3 +467,42 @@ def test_entity_history_is_its_events_in_occurred_order_by_query_calls_only(admi
         admin.entity_events("invoice", "1")
     with pytest.raises(BadRequest, match="cursor"):
         admin.entity_events("workorder", "90002", cursor=first["nextCursor"])
+
+
+# -- stats (the operator console's overview) ----------------------------------------------------
+def test_stats_count_the_last_24_hours_by_status_and_hour_with_queries_only(admin_at_t0, store, stack, dynamodb_calls):
+    admin = admin_at_t0
+    # Given events first seen 25 h ago (outside), 3 h ago (two: one completed, one failed),
+    # one still in progress 10 s ago and one completed now; and one message in the DLQ
+    _record(store, "evt_old", T0 - 25 * 3600, status=FAILED)
+    _record(store, "evt_3h_ok", T0 - 3 * 3600)
+    _record(store, "evt_3h_failed", T0 - 3 * 3600 + 10, status=FAILED)
+    store.claim({"eventId": "evt_running", "eventType": "workorder.created"}, now=T0 - 10)
+    _record(store, "evt_now", T0)
+    boto3.client("sqs", region_name=REGION).send_message(QueueUrl=stack.dlq_url, MessageBody="{}")
+    dynamodb_calls.clear()
+
+    # When the console asks for the overview of the last 24 hours
+    stats = admin.stats()
+
+    # Then the counts hold only the window's events: those needing attention by status, the
+    # rest (completed, or on their first attempt) as SETTLED, read from the indexes alone
+    assert stats["hours"] == 24 and stats["total"] == 4 and not stats["truncated"]
+    assert {k: v for k, v in stats["counts"].items() if v} == {"SETTLED": 3, "FAILED": 1}
+    # and each hour says what was received, processed and failed in it
+    hours = {
+        point["hour"]: point for point in stats["series"] if any(point[k] for k in ("received", "processed", "failed"))
+    }
+    assert hours == {
+        "2026-09-14T11:00:00Z": {"hour": "2026-09-14T11:00:00Z", "received": 2, "processed": 1, "failed": 1},
+        "2026-09-14T13:00:00Z": {"hour": "2026-09-14T13:00:00Z", "received": 1, "processed": 1, "failed": 0},
+        "2026-09-14T14:00:00Z": {"hour": "2026-09-14T14:00:00Z", "received": 1, "processed": 1, "failed": 0},
+    }
+    assert len(stats["series"]) == 25 and stats["dlqDepth"] == 1
+    # read with Query on the index, never a scan
+    assert dynamodb_calls and set(dynamodb_calls) == {"Query"}
+
+
+def test_stats_hours_out_of_range_is_400(admin):
+    with pytest.raises(BadRequest, match="hours"):
+        admin.stats(hours="0")

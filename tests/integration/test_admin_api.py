@@ -90,6 +90,7 @@ def test_list_show_and_retry_over_http(api, store, stack):
         ("POST", "/admin/webhooks/retry", "", {}, 400, "since is required"),
         ("POST", "/admin/webhooks/retry", "", {"since": "1d", "limit": 9999}, 400, "limit"),
         ("GET", "/admin/dlq", "max=0", None, 400, "max"),
+        ("GET", "/admin/stats", "hours=1000", None, 400, "hours"),
     ],
 )
 def test_mistakes_get_a_clear_400_or_404(api, store, method, path, query, body, status, needle):
@@ -107,3 +108,12 @@ def test_bulk_retry_and_redrive_over_http(api, store, stack):
     assert api("POST", "/admin/webhooks/retry", "", {"since": "1h", "dryRun": True})[1]["wouldRetry"] == ["evt_1"]
     assert api("GET", "/admin/dlq")[1]["approximateDepth"] == 1
     assert api("POST", "/admin/dlq/redrive")[1] == {"moved": 1, "failed": 0, "remaining": 0}
+
+
+def test_stats_over_http(api, store):
+    _failed(store, "evt_1")
+
+    code, stats = api("GET", "/admin/stats", "hours=2")
+
+    assert code == 200 and stats["hours"] == 2 and stats["counts"]["FAILED"] == 1 and stats["dlqDepth"] == 0
+    assert sum(point["received"] for point in stats["series"]) == 1

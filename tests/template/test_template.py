@@ -156,7 +156,9 @@ def test_functions_run_python313_with_the_shared_layer(cfn, translated):
         assert function["Properties"]["Runtime"] == "python3.13", name
         assert len(function["Properties"]["Layers"]) == 1, name
     layer = translated.sam["Resources"]["SharedLayer"]
-    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+    # built by layers/common/Makefile (pip for Lambda's platform, then bytecode): tests/template/test_build.py
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
     assert layer["Properties"]["ContentUri"].rstrip("/") == "layers/common"
 
 

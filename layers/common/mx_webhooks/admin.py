@@ -94,6 +94,12 @@ MAX_PEEK = 50
 DEFAULT_REDRIVE = 1000
 MAX_REDRIVE = 10_000
 STRANDED_AFTER_SECONDS = 900  # a QUEUED event this old has lost its message (its send failed)
+MAX_STATS_ITEMS = 50_000  # bounds what one overview reads (a few MB of projected keys: a few Query pages a shard)
+# The overview's bucket for events the Attention index does not hold: COMPLETED or IGNORED
+# (or in their first attempt right now). Telling these apart would read every item by key.
+SETTLED = "SETTLED"
+_PROCESSED = {SETTLED, "COMPLETED", "IGNORED"}
+_FAILED_STATES = {"FAILED", "PARKED"}
 _INTERNAL = {"claimToken", "listDay", "listShard", "attention", "retryToken", "payloadSha"}
 Position = tuple[str, str]  # (firstSeenAt or occurredAt, eventId): where a page ends
 _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
@@ -860,6 +866,94 @@ class Admin:
         )
         self.store.mark_alerted(key, now=self.clock())
         return True
+
+    # -- stats ---------------------------------------------------------------------------------
+    def stats(self, hours: int | str | None = None) -> dict[str, Any]:
+        """Counts by status and an hourly series of the events first seen in the last ``hours``.
+
+        For the operator console's overview (``GET /admin/stats``). Queries, never a scan,
+        of every shard of both listing indexes, key condition ``firstSeenAt >= since``,
+        reading only the attributes it counts (a ProjectionExpression: a 1 MB page holds
+        thousands of events), bounded by ``MAX_STATS_ITEMS`` (``truncated`` says when it
+        stopped there):
+
+        - ``Attention`` gives each event that needs attention with its status (FAILED,
+          PARKED, WAITING, QUEUED, a retried IN_PROGRESS) and ``updatedAt``;
+        - ``Recent`` gives every event; those not in ``Attention`` are counted ``SETTLED``
+          (COMPLETED or IGNORED, or in their first attempt right now): the index does not
+          hold the status, and reading every item by key to split them would cost a read
+          per event.
+
+        Per hour: ``received`` by ``firstSeenAt``; ``processed`` (settled) by ``firstSeenAt``
+        too (processing takes seconds; the index has no later time); ``failed`` (FAILED or
+        PARKED) by ``updatedAt``, the write that set the status. Only events first seen in
+        the window count, so an old event retried now is not in it.
+        """
+        now = self.clock()
+        span = parse_int(hours, "hours", default=24, low=1, high=168)
+        since = _iso_now(now - span * 3600)
+        first_hour = int((now - span * 3600) // 3600) * 3600
+        hour_keys = [_iso_now(first_hour + n * 3600)[:13] for n in range(span + 1)]
+        series = {key: {"hour": key + ":00:00Z", "received": 0, "processed": 0, "failed": 0} for key in hour_keys}
+        counts: dict[str, int] = {str(status): 0 for status in ATTENTION_STATUSES} | {SETTLED: 0}
+        attention, complete = self._stats_read(
+            ATTENTION_INDEX, "attention", since, "eventId, #s, firstSeenAt, updatedAt"
+        )
+        recent, complete_too = self._stats_read(RECENT_INDEX, "listShard", since, "eventId, firstSeenAt")
+        by_id = {str(item["eventId"]): item for item in attention}
+        for entry in recent:
+            item = by_id.pop(str(entry["eventId"]), None) or {**entry, "status": SETTLED}
+            self._count(item, counts, series)
+        for item in by_id.values():  # entered Attention after the Recent read: still counted
+            self._count(item, counts, series)
+        return {
+            "since": since,
+            "until": _iso_now(now),
+            "hours": span,
+            "total": sum(counts.values()),
+            "counts": counts,
+            "series": list(series.values()),
+            "dlqDepth": self.queues.dlq_depth(),
+            "truncated": not (complete and complete_too),
+        }
+
+    def _stats_read(self, index: str, partition: str, since: str, projection: str) -> tuple[list[dict[str, Any]], bool]:
+        """Every shard of ``index`` since ``since`` (projected), in parallel; and whether all was read."""
+        per_shard = MAX_STATS_ITEMS // len(all_shards())
+
+        def read(shard: str) -> tuple[list[dict[str, Any]], bool]:
+            items: list[dict[str, Any]] = []
+            start = None
+            while len(items) < per_shard:
+                batch, start = self.store.query_index(
+                    index,
+                    "#pk = :shard AND firstSeenAt >= :since",
+                    {"#pk": partition, "#s": "status"} if "#s" in projection else {"#pk": partition},
+                    {":shard": shard, ":since": since},
+                    limit=per_shard - len(items),
+                    start=start,
+                    projection=projection,
+                )
+                items.extend(batch)
+                if start is None:
+                    return items, True
+            return items, False
+
+        with ThreadPoolExecutor(max_workers=SHARD_READERS, thread_name_prefix="stats") as pool:
+            reads = list(pool.map(read, all_shards()))
+        return [item for items, _ in reads for item in items], all(done for _, done in reads)
+
+    @staticmethod
+    def _count(item: dict[str, Any], counts: dict[str, int], series: dict[str, dict[str, Any]]) -> None:
+        status = str(item.get("status") or "UNKNOWN")
+        counts[status] = counts.get(status, 0) + 1
+        received = series.get(str(item.get("firstSeenAt", ""))[:13])
+        if received is not None:
+            received["received"] += 1
+        outcome = "processed" if status in _PROCESSED else "failed" if status in _FAILED_STATES else None
+        settled = series.get(str(item.get("updatedAt") or item.get("firstSeenAt", ""))[:13])
+        if outcome and settled is not None:
+            settled[outcome] += 1
 
     # -- DLQ -------------------------------------------------------------------------------------
     def dlq_depth(self) -> int:

@@ -802,8 +802,12 @@ class EventStore:
         limit: int,
         start: dict[str, Any] | None = None,
         forward: bool = False,
+        projection: str | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """One Query page of a listing index: the items and the key to continue from."""
+        """One Query page of a listing index: the items and the key to continue from.
+
+        ``projection``: only these attributes (a ProjectionExpression, its names in ``names``).
+        """
         args: dict[str, Any] = {
             "TableName": self.table,
             "IndexName": index,
@@ -816,6 +820,8 @@ class EventStore:
             args["ExpressionAttributeNames"] = names
         if filter_expr:
             args["FilterExpression"] = filter_expr
+        if projection:
+            args["ProjectionExpression"] = projection
         if start:
             args["ExclusiveStartKey"] = to_item(start)
         result = self.client.query(**args)
