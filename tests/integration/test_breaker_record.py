@@ -75,7 +75,9 @@ def test_slack_down_shows_open_until_then_expired_then_closed_one_write_per_tran
     writes: list[tuple[str, str]] = []
     record = consumer.store.record_breaker
     monkeypatch.setattr(
-        consumer.store, "record_breaker", lambda name, state, **kw: writes.append((name, state)) or record(name, state, **kw)
+        consumer.store,
+        "record_breaker",
+        lambda name, state, **kw: writes.append((name, state)) or record(name, state, **kw),
     )
     assert {i["name"]: (i["state"], i["since"]) for i in admin.integrations()["items"]} == {
         "Slack": ("CLOSED", None),
@@ -155,7 +157,9 @@ def test_a_failed_record_write_is_logged_and_the_event_is_processed_as_usual(
 
 def test_the_cli_prints_each_integration_s_breaker(stack, store):
     now = time.time()
-    store.record_breaker("MaintainX", "OPEN", at=now, open_until=now + 900, reason="MaintainX answered 429", retry_after=900)
+    store.record_breaker(
+        "MaintainX", "OPEN", at=now, open_until=now + 900, reason="MaintainX answered 429", retry_after=900
+    )
     out = io.StringIO()
     where = ["--table", stack.table_name, "--queue-url", stack.queue_url, "--dlq-url", stack.dlq_url]
 
