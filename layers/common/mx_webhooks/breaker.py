@@ -28,7 +28,12 @@ configured: the consumer records it in the events table (``EventStore.record_bre
 so that the admin API, the CLI and the operator console show each integration's state.
 Only transitions, never each call; the recorder runs outside the lock, and a recorder
 that raises is logged and ignored (the breaker, and the event being processed, go on).
-Containers do not read each other's records to open early (README, "Circuit breakers").
+Containers do not read that record to open early: without it each container finds an
+outage by itself in ``failure_threshold`` calls (3 per container per outage, then the
+same few probes), while reading it would cost a GetItem per container every few seconds
+on the hot path, and would let one container's record (its own network trouble, a
+skewed clock, a record left OPEN by a container that stopped) keep healthy ones off a
+downstream that answers.
 """
 
 from __future__ import annotations
