@@ -17,6 +17,25 @@ import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The sam local tier's time per step (tests/samlocal), printed at the end of the run. A file,
+# because under pytest-xdist a worker runs the tier and the controller prints the summary
+# (and only this conftest, not the tier's own, is loaded by the controller).
+SAMLOCAL_TIMINGS = ROOT / "test-output" / "samlocal-timings.json"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller, or a run without workers
+        SAMLOCAL_TIMINGS.unlink(missing_ok=True)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if SAMLOCAL_TIMINGS.exists():
+        timings = json.loads(SAMLOCAL_TIMINGS.read_text())
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+        terminalreporter.write_line(f"sam local tier, by step: {steps}")
+
+
 EVENTS = ROOT / "events"
 REGION = "us-east-1"
 
