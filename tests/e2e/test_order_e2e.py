@@ -93,7 +93,7 @@ def _outcomes(local: LocalStackProcess, event_id: str) -> list[dict[str, Any]]:
 
 
 def _at(record: dict[str, Any]) -> float:
-    return datetime.strptime(record["timestamp"], "%Y-%m-%d %H:%M:%S,%f%z").timestamp()
+    return datetime.fromisoformat(record["timestamp"]).timestamp()  # RFC 3339 (observability.logger)
 
 
 def test_events_out_of_order_across_batches_wait_visibly_and_the_latest_only_handler_never_goes_back(local, state):
