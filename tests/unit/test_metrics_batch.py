@@ -145,13 +145,16 @@ def test_worker_threads_joining_the_sink_report_into_the_same_document(output):
 def test_info_lines_leave_out_service_and_request_id_warnings_keep_them(output):
     from mx_webhooks.observability import logger
 
-    logger.append_keys(function_request_id="req-1")
+    logger.append_keys(function_request_id="req-1", cold_start=False)
     try:
         logger.info("fine")
         logger.warning("not fine")
+        logger.append_keys(cold_start=True)
+        logger.info("first of its container")
     finally:
-        logger.remove_keys(["function_request_id"])
-    info, warning = output()
+        logger.remove_keys(["function_request_id", "cold_start"])
+    info, warning, first = output()
+    assert "cold_start" not in info and first["cold_start"] is True  # written where true only
     assert "service" not in info and "function_request_id" not in info
     assert warning["service"] == "maintainx-webhooks" and warning["function_request_id"] == "req-1"
     assert info["timestamp"][10] == "T"  # RFC 3339, which Lambda's JSON log format parses

@@ -30,9 +30,10 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MaintainXWebhooks")
 
 # What the Powertools logger adds to every line that nobody reads line by line (measured
 # 3.3 KB of log per delivery before, docs/benchmarks.md): the log group already names the
-# function; its ARN and memory size are constants of the function; cold starts show in
-# Lambda's REPORT line (Init Duration). Dropped from every JSON line we write.
-UNREAD_KEYS = frozenset({"function_arn", "function_memory_size", "function_name", "cold_start"})
+# function; its ARN and memory size are constants of the function. Dropped from every
+# JSON line we write. ``cold_start`` is kept where true only (the first invocation of a
+# container): Lambda's REPORT line, which gave Init Duration, is no longer written.
+UNREAD_KEYS = frozenset({"function_arn", "function_memory_size", "function_name"})
 
 
 # Dropped from INFO lines only (second cut, 2026-11-28: docs/benchmarks.md row 7, README
@@ -51,6 +52,8 @@ def _trimmed(record: dict[str, Any]) -> dict[str, Any]:
     trimmed = {k: v for k, v in record.items() if k not in UNREAD_KEYS}
     if trimmed.get("event_id") is not None and trimmed.get("event_id") == trimmed.get("correlation_id"):
         del trimmed["event_id"]
+    if trimmed.get("cold_start") is False:
+        del trimmed["cold_start"]
     if trimmed.get("level") == "INFO":
         for key in INFO_UNREAD_KEYS:
             trimmed.pop(key, None)
