@@ -9,6 +9,7 @@ Talks to DynamoDB and SQS with boto3 directly, under the operator's own credenti
     make admin ARGS="retry mx_3f2a... [--force | --handler NAME]"
     make admin ARGS="retry-failed --since 2026-09-14T00:00:00Z --limit 200 [--dry-run]"
     make admin ARGS="dlq peek"   /   make admin ARGS="dlq redrive"
+    make admin ARGS="integrations"   (each integration's circuit breaker: state, since, until)
 
 Where: ``--stack-name`` (default ``$MX_STACK_NAME``, else samconfig's
 ``maintainx-webhooks-dev``) reads the table and queues from the stack's outputs;
@@ -92,6 +93,13 @@ HISTORY_COLUMNS = [
     ("outcomes", "HANDLERS", 60),
     ("marks", "MARKS", 30),
     ("eventId", "EVENT ID (admin show <id>)", 46),
+]
+INTEGRATION_COLUMNS = [
+    ("name", "INTEGRATION", 12),
+    ("shown", "BREAKER", 24),
+    ("since", "SINCE (UTC)", 24),
+    ("until", "OPEN UNTIL (UTC)", 24),
+    ("reason", "REASON", 70),
 ]
 DLQ_COLUMNS = [
     ("sentAt", "PARKED (UTC)", 24),
@@ -178,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     bulk.add_argument("--dry-run", action="store_true")
 
     command(commands, "sweep", help="park and alert events a stopped consumer left IN_PROGRESS (runs every 5 min)")
+
+    command(commands, "integrations", help="each integration's circuit breaker, as the consumers last recorded it")
 
     dlq = command(commands, "dlq", help="the dead-letter queue")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -376,6 +386,23 @@ def _sweep(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _integrations(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
+    answer = admin.integrations()
+    if args.json:
+        _dump(answer, out)
+        return EXIT_OK
+    rows = [
+        {
+            **item,
+            "shown": item["state"] + (" (expired: probes next)" if item["expired"] else ""),
+            "since": iso_time(item["since"]) or "never opened",
+        }
+        for item in answer["items"]
+    ]
+    table(rows, INTEGRATION_COLUMNS, out)
+    return EXIT_OK
+
+
 def _dlq_peek(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
     answer = admin.peek_dlq(args.max)
     if args.json:
@@ -405,6 +432,7 @@ COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace, Admin, Text
     ("retry", None): _retry,
     ("retry-failed", None): _retry_failed,
     ("sweep", None): _sweep,
+    ("integrations", None): _integrations,
     ("dlq", "peek"): _dlq_peek,
     ("dlq", "redrive"): _dlq_redrive,
 }

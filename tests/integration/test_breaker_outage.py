@@ -83,7 +83,13 @@ def test_slack_down_for_two_hours_opens_the_breaker_parks_nothing_and_posts_each
     consumer.config = consumer.config.model_copy(
         update={"retry_attempts": 125, "max_receive_count": 140, "backoff_jitter": 0.2}
     )
-    breaker.configure(consumer.config.breaker_settings, clock=clock.time)
+    recorded: list[breaker.Transition] = []  # what the consumer records for operators, one write each
+
+    def record(transition: breaker.Transition) -> None:
+        recorded.append(transition)
+        consumer.record_breaker(transition)
+
+    breaker.configure(consumer.config.breaker_settings, clock=clock.time, recorder=record)
     env = {
         "SLACK_NOTIFY_ENABLED": "true",
         "LOCAL_SLACK_WEBHOOK_URL": slack.webhook_url,
@@ -152,6 +158,11 @@ def test_slack_down_for_two_hours_opens_the_breaker_parks_nothing_and_posts_each
         f"deferrals: {[len(i.get('deferredClaims') or ()) for i in items.values()]}"
     )
     assert len(during) < 10
+    # ...the operators' record took one write per transition (a handful in 2 h), and ends CLOSED
+    record_item = consumer.store.get("breaker~Slack")
+    print(f"breaker record writes over the outage: {len(recorded)} ({[t.state.name for t in recorded]})")
+    assert len(recorded) <= 2 * len(during) + 1
+    assert record_item["breakerState"] == "CLOSED" and recorded[-1].state == BreakerState.CLOSED
     # ...the events it held back were listed WAITING for the circuit, those receives not counted
     # as attempts; the others (that called Slack and failed) FAILED
     assert ("WAITING", "Slack (circuit open)") in {(status, why) for status, why, _ in waits}

@@ -452,8 +452,10 @@ class World:
         self, key: str, call: dict[str, Any], before_item: dict[str, Any] | None, after_item: dict[str, Any] | None
     ) -> None:
         """Invariant 3, checked at every applied write: no record goes back to an earlier state."""
-        if key.startswith(f"sweep{normalize.SCOPE_SEPARATOR}"):
-            return  # the stalled-claim sweep's watermark (EventStore.advance_sweep_mark): not an event record
+        if key.startswith((f"sweep{normalize.SCOPE_SEPARATOR}", EventStore.BREAKER_PREFIX)):
+            # the stalled-claim sweep's watermark (EventStore.advance_sweep_mark), a circuit
+            # breaker's last transition (EventStore.record_breaker): not event records
+            return
         actor = self.scheduler.current()
         who = actor.name if actor else "main"
         if after_item is None:

@@ -281,7 +281,7 @@ def test_every_admin_route_requires_iam_and_the_webhook_routes_stay_public(templ
                 resource["Properties"][key] = "s3://bucket/key.zip"
     resources = transform(template, {}, _NoManagedPolicies())["Resources"]
 
-    # Then every admin route is SigV4 (AWS_IAM), all eight of them, on an API with no open route
+    # Then every admin route is SigV4 (AWS_IAM), all nine of them, on an API with no open route
     admin_paths = resources["AdminApi"]["Properties"]["Body"]["paths"]
     routes = {
         (method.upper(), path): op.get("security") for path, ops in admin_paths.items() for method, op in ops.items()
@@ -295,6 +295,7 @@ def test_every_admin_route_requires_iam_and_the_webhook_routes_stay_public(templ
         ("GET", "/admin/dlq"),
         ("POST", "/admin/dlq/redrive"),
         ("GET", "/admin/stats"),
+        ("GET", "/admin/integrations"),
     }
     assert all(security == [{"AWS_IAM": []}] for security in routes.values()), routes
     # and MaintainX's routes carry no IAM auth (they are verified by signature instead)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import threading
+from pathlib import Path
 
 import pytest
 
-from mx_webhooks.breaker import BreakerSettings, BreakerState, CircuitBreaker, CircuitOpen
+from mx_webhooks.breaker import INTEGRATIONS, BreakerSettings, BreakerState, CircuitBreaker, CircuitOpen
+from mx_webhooks.integrations import eventbridge
 
 
 class Clock:
@@ -112,3 +115,59 @@ def test_a_probe_that_never_reports_frees_the_next_caller_after_a_while():
         breaker.before_call()
     clock.now += 61
     breaker.before_call()  # a new probe
+
+
+def test_each_transition_is_handed_to_the_recorder_once_and_no_call_in_between_is():
+    # Given a breaker that records its transitions
+    clock, seen = Clock(), []
+    breaker = CircuitBreaker("Slack", BreakerSettings(failure_threshold=2, cool_down_seconds=60), clock, seen.append)
+
+    # When it opens on a Retry-After, defers calls, probes after the open time and closes
+    breaker.failed(retry_after=120, reason="Slack post answered 429")
+    for _ in range(5):
+        with pytest.raises(CircuitOpen):
+            breaker.before_call()
+    clock.now += 120
+    breaker.before_call()  # the probe
+    breaker.succeeded()
+    breaker.succeeded()  # closed already: no transition
+    breaker.failed()  # one failure below the threshold: none either
+
+    # Then three transitions, each with its time; the opening with until, reason and Retry-After
+    assert [(t.state, t.at) for t in seen] == [
+        (BreakerState.OPEN, 1_000.0),
+        (BreakerState.HALF_OPEN, 1_120.0),
+        (BreakerState.CLOSED, 1_120.0),
+    ]
+    opened = seen[0]
+    assert opened.open_until == 1_120.0 and opened.retry_after == 120
+    assert opened.reason == "open for 120 s: Slack post answered 429"
+    assert seen[2].open_until is None
+
+
+def test_a_recorder_that_raises_never_reaches_the_caller():
+    # Given a recorder that fails (its table is unreachable)
+    def broken(transition: object) -> None:
+        raise ConnectionError("no route to DynamoDB")
+
+    clock = Clock()
+    breaker = CircuitBreaker("Slack", BreakerSettings(failure_threshold=1), clock, broken)
+
+    # When the breaker opens, probes and closes
+    breaker.failed()
+    clock.now += 61
+    breaker.before_call()
+    breaker.succeeded()
+
+    # Then nothing was raised and the breaker kept its own state
+    assert breaker.state == BreakerState.CLOSED
+
+
+def test_the_admin_reads_the_breaker_of_every_integration_the_layer_calls():
+    # Given the names the layer's integrations give their breakers (JsonHttp("...") and EventBridge's)
+    root = Path(__file__).resolve().parents[2] / "layers" / "common" / "mx_webhooks"
+    sources = "\n".join(p.read_text() for p in root.rglob("*.py"))
+    used = set(re.findall(r'JsonHttp\(\s*"([^"]+)"', sources)) | {eventbridge.BREAKER}
+
+    # Then INTEGRATIONS (what GET /admin/integrations reads) names each of them
+    assert used and used <= set(INTEGRATIONS)

@@ -55,6 +55,7 @@ from pydantic import BaseModel, Field
 
 from mx_webhooks import normalize
 from mx_webhooks.alerts import publish_alert
+from mx_webhooks.breaker import INTEGRATIONS
 from mx_webhooks.events import InvalidEvent, parse_event
 from mx_webhooks.normalize import DEFAULT_SOURCE
 from mx_webhooks.observability import emit, logger
@@ -954,6 +955,36 @@ class Admin:
         settled = series.get(str(item.get("updatedAt") or item.get("firstSeenAt", ""))[:13])
         if outcome and settled is not None:
             settled[outcome] += 1
+
+    # -- integrations ----------------------------------------------------------------------------
+    def integrations(self) -> dict[str, Any]:
+        """Each integration's circuit breaker as a consumer last recorded it (``GET /admin/integrations``).
+
+        One BatchGetItem of the ``breaker~<name>`` items (``EventStore.record_breaker``), no
+        Scan, no index. Each container has its own breaker; the record is the latest
+        transition of any of them. ``state``: OPEN, HALF_OPEN (a probe is out) or CLOSED;
+        an integration with no record has never opened (CLOSED, ``since`` null). ``expired``:
+        OPEN, but ``until`` has passed: the next call probes, so treat it as probing.
+        """
+        now = self.clock()
+        records = self.store.breaker_records(list(INTEGRATIONS))
+        items = []
+        for name in INTEGRATIONS:
+            record = records.get(name) or {}
+            state = str(record.get("breakerState") or "CLOSED")
+            until = str(record["openUntil"]) if state == "OPEN" and record.get("openUntil") else None
+            items.append(
+                {
+                    "name": name,
+                    "state": state,
+                    "since": record.get("changedAt"),
+                    "until": until,
+                    "expired": bool(until and until <= _iso_now(now)),
+                    "reason": record.get("reason") or None,
+                    "retryAfterSeconds": plain(record.get("retryAfterSeconds")),
+                }
+            )
+        return {"at": _iso_now(now), "items": items}
 
     # -- DLQ -------------------------------------------------------------------------------------
     def dlq_depth(self) -> int:

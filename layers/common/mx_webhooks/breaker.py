@@ -22,6 +22,18 @@ while the check belongs *between* the HTTP client's own retries of one call. Wha
 here is small: four fields under a lock (never held during a call), a single half-open
 probe, and the open time answered to the caller (``retry_in``) so that it can defer its
 work exactly that long.
+
+Each transition (opened, probing, closed) is also handed to a ``Recorder`` when one is
+configured: the consumer records it in the events table (``EventStore.record_breaker``),
+so that the admin API, the CLI and the operator console show each integration's state.
+Only transitions, never each call; the recorder runs outside the lock, and a recorder
+that raises is logged and ignored (the breaker, and the event being processed, go on).
+Containers do not read that record to open early: without it each container finds an
+outage by itself in ``failure_threshold`` calls (3 per container per outage, then the
+same few probes), while reading it would cost a GetItem per container every few seconds
+on the hot path, and would let one container's record (its own network trouble, a
+skewed clock, a record left OPEN by a container that stopped) keep healthy ones off a
+downstream that answers.
 """
 
 from __future__ import annotations
@@ -31,11 +43,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Protocol
 
 from mx_webhooks.observability import emit, logger
 from mx_webhooks.registry import Deferred
 
 PROBE_TIMEOUT_SECONDS = 120.0  # a probe that never reported (its thread was cut off) frees the next caller
+# The breakers the layer's integrations use (``JsonHttp(service)``, ``eventbridge.BREAKER``):
+# what the admin API reads. An integration of your own with a breaker adds its name here.
+INTEGRATIONS = ("Slack", "MaintainX", "EventBridge")
 
 
 class BreakerState(IntEnum):
@@ -53,6 +69,22 @@ class BreakerSettings:
     max_cool_down_seconds: float = 3600.0
 
 
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One change of one breaker's state, as recorded (``EventStore.record_breaker``)."""
+
+    integration: str
+    state: BreakerState
+    at: float  # epoch seconds, the breaker's clock
+    open_until: float | None = None  # OPEN only
+    reason: str = ""  # why: the last failure, or what closed it
+    retry_after: float | None = None  # the downstream's Retry-After, when it set the open time
+
+
+class Recorder(Protocol):
+    def __call__(self, transition: Transition) -> None: ...
+
+
 class CircuitOpen(Deferred):
     """The integration's breaker is open: its handler was not called; retry in ``retry_in`` seconds."""
 
@@ -60,10 +92,17 @@ class CircuitOpen(Deferred):
 class CircuitBreaker:
     """One integration's breaker. Thread-safe; the lock is never held during a call."""
 
-    def __init__(self, name: str, settings: BreakerSettings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: BreakerSettings,
+        clock: Callable[[], float] = time.time,
+        recorder: Recorder | None = None,
+    ) -> None:
         self.name = name
         self.settings = settings
         self._clock = clock
+        self._recorder = recorder
         self._lock = threading.Lock()
         self._state = BreakerState.CLOSED
         self._failures = 0  # in a row, while closed
@@ -99,19 +138,21 @@ class CircuitBreaker:
             why = "open" if state == BreakerState.OPEN else "half-open, its probe call is out"
             raise CircuitOpen(self.name, retry_in, f"{self.name} circuit {why}; not called")
         if changed:
-            self._report(BreakerState.HALF_OPEN, "probing")
+            self._report(Transition(self.name, BreakerState.HALF_OPEN, now, reason="probing"))
 
     def succeeded(self) -> None:
         """The downstream answered (a 2xx, or a 4xx that is the request's fault, not its own)."""
+        now = self._clock()
         with self._lock:
             was = self._state
             self._state, self._failures, self._probe_since = BreakerState.CLOSED, 0, None
             self._cool_down = self.settings.cool_down_seconds
         if was != BreakerState.CLOSED:
-            self._report(BreakerState.CLOSED, "the downstream answered")
+            self._report(Transition(self.name, BreakerState.CLOSED, now, reason="the downstream answered"))
 
-    def failed(self, retry_after: float | None = None) -> None:
-        """A call failed (5xx, 429, timeout, no connection). ``retry_after``: the downstream said when."""
+    def failed(self, retry_after: float | None = None, reason: str = "") -> None:
+        """A call failed (5xx, 429, timeout, no connection). ``retry_after``: the downstream said when;
+        ``reason``: what failed (recorded when this failure opens the breaker)."""
         now = self._clock()
         with self._lock:
             opened = False
@@ -126,28 +167,42 @@ class CircuitBreaker:
                 self._open_until = now + max(self._cool_down, retry_after or 0.0)
             elif self._state == BreakerState.OPEN and retry_after:
                 self._open_until = max(self._open_until, now + retry_after)
-            open_for = self._open_until - now
+            open_until = self._open_until
         if opened:
-            self._report(BreakerState.OPEN, f"open for {open_for:.0f} s")
+            why = f"open for {open_until - now:.0f} s" + (f": {reason}" if reason else "")
+            self._report(Transition(self.name, BreakerState.OPEN, now, open_until, why, retry_after or None))
 
-    def _report(self, state: BreakerState, why: str) -> None:
+    def _report(self, transition: Transition) -> None:
+        state = transition.state
         emit("CircuitState", value=int(state), integration=self.name)
         log = logger.warning if state == BreakerState.OPEN else logger.info
-        log(f"circuit {state.name.lower()}", extra={"integration": self.name, "why": why})
+        log(f"circuit {state.name.lower()}", extra={"integration": self.name, "why": transition.reason})
+        if self._recorder is None:
+            return
+        try:
+            self._recorder(transition)
+        except Exception as exc:  # noqa: BLE001 - a record is for operators; processing goes on
+            error = f"{type(exc).__name__}: {exc}"
+            logger.warning("breaker transition not recorded", extra={"integration": self.name, "error": error})
 
 
 _settings = BreakerSettings()
 _clock: Callable[[], float] = time.time
+_recorder: Recorder | None = None
 _breakers: dict[str, CircuitBreaker] = {}
 _registry_lock = threading.Lock()
 
 
-def configure(settings: BreakerSettings, clock: Callable[[], float] | None = None) -> None:
-    """Settings (and a clock, for tests) for every breaker; forgets the breakers made so far."""
-    global _settings, _clock
+def configure(
+    settings: BreakerSettings, clock: Callable[[], float] | None = None, recorder: Recorder | None = None
+) -> None:
+    """Settings (and a clock, for tests) for every breaker, and where transitions are recorded
+    (None: nowhere); forgets the breakers made so far."""
+    global _settings, _clock, _recorder
     with _registry_lock:
         _settings = settings
         _clock = clock or time.time
+        _recorder = recorder
         _breakers.clear()
 
 
@@ -156,7 +211,7 @@ def breaker_for(integration: str) -> CircuitBreaker:
     with _registry_lock:
         found = _breakers.get(integration)
         if found is None:
-            found = _breakers[integration] = CircuitBreaker(integration, _settings, _clock)
+            found = _breakers[integration] = CircuitBreaker(integration, _settings, _clock, _recorder)
         return found
 
 

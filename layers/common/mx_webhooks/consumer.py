@@ -324,7 +324,19 @@ class Consumer:
         self._handler_pool: Any = ThreadPoolExecutor(
             max_workers=min(64, config.max_workers * 4), thread_name_prefix="handler"
         )
-        breaker.configure(config.breaker_settings)
+        breaker.configure(config.breaker_settings, recorder=self.record_breaker)
+
+    def record_breaker(self, transition: breaker.Transition) -> None:
+        """A breaker's transition, recorded for operators (``GET /admin/integrations``); one
+        conditional write per transition. A failure is logged by the breaker, never raised."""
+        self.store.record_breaker(
+            transition.integration,
+            transition.state.name,
+            at=transition.at,
+            open_until=transition.open_until,
+            reason=transition.reason,
+            retry_after=transition.retry_after,
+        )
 
     # -- batch -------------------------------------------------------------------------------
     def process_batch(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:

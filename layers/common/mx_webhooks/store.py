@@ -867,6 +867,63 @@ class EventStore:
             ExpressionAttributeValues=to_item({":w": checked_up_to, ":now": _iso(now)}),
         )
 
+    # -- circuit breaker transitions (mx_webhooks.breaker) --------------------------------------
+    BREAKER_PREFIX = f"breaker{SCOPE_SEPARATOR}"
+
+    @classmethod
+    def breaker_key(cls, integration: str) -> str:
+        return f"{cls.BREAKER_PREFIX}{integration}"
+
+    def record_breaker(
+        self,
+        integration: str,
+        state: str,
+        *,
+        at: float,
+        open_until: float | None = None,
+        reason: str = "",
+        retry_after: float | None = None,
+    ) -> bool:
+        """Record a breaker's transition: one UpdateItem, only on a transition, never per call.
+
+        One item per integration, keyed ``breaker~<integration>`` (like the sweep's watermark:
+        no listShard, no attention, so outside both indexes and every listing; no TTL, so
+        the last transition stays readable). It holds the latest transition of any
+        container: the condition keeps a later ``changedAt`` from being overwritten by an
+        earlier one that arrives late (another container, another thread), and lets equal
+        times pass, so a retry after a lost reply rewrites the same values. False when a
+        later transition is already recorded.
+        """
+        values: dict[str, Any] = {
+            ":state": state,
+            ":at": _iso(at),
+            ":name": integration,
+            ":reason": reason[:500],
+        }
+        sets = ["breakerState = :state", "changedAt = :at", "integration = :name", "reason = :reason"]
+        removes = []
+        for attribute, value in (
+            ("openUntil", _iso(open_until) if open_until else None),
+            ("retryAfterSeconds", round(retry_after) if retry_after else None),
+        ):
+            if value is None:
+                removes.append(attribute)
+            else:
+                values[f":{attribute}"] = value
+                sets.append(f"{attribute} = :{attribute}")
+        return self._update_if(
+            TableName=self.table,
+            Key={"eventId": {"S": self.breaker_key(integration)}},
+            UpdateExpression="SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else ""),
+            ConditionExpression="attribute_not_exists(changedAt) OR changedAt <= :at",
+            ExpressionAttributeValues=to_item(values),
+        )
+
+    def breaker_records(self, integrations: list[str]) -> dict[str, dict[str, Any]]:
+        """The recorded transition of each of ``integrations`` that has one: one BatchGetItem."""
+        found = self.items([self.breaker_key(name) for name in integrations])
+        return {str(item.get("integration")): item for item in found if item.get("integration")}
+
     def item(self, event_id: str) -> dict[str, Any] | None:
         """One event's item by a Query on the table key (what a listing page reads per item:
         the cost of a GetItem, and the timeline stays Query calls only)."""

@@ -71,14 +71,14 @@ class EventForwarder:
             if exc.response.get("Error", {}).get("Code") in CALLER_ERRORS:
                 breaker.succeeded()  # it answered: our request is wrong (no such bus, no permission)
             else:
-                breaker.failed()
+                breaker.failed(reason=f"PutEvents {exc.response.get('Error', {}).get('Code')}")
             raise
-        except BotoCoreError:  # no connection, timeouts, after botocore's retries
-            breaker.failed()
+        except BotoCoreError as exc:  # no connection, timeouts, after botocore's retries
+            breaker.failed(reason=f"PutEvents {type(exc).__name__}")
             raise
         if response.get("FailedEntryCount"):
             failed = (response.get("Entries") or [{}])[0]
-            breaker.failed()
+            breaker.failed(reason=f"PutEvents entry {failed.get('ErrorCode')}")
             raise ForwardFailed(
                 f"EventBridge did not take the event: {failed.get('ErrorCode')}: {failed.get('ErrorMessage')}"
             )

@@ -160,7 +160,7 @@ class JsonHttp:
             remaining = deadline - self._clock()
             giving_up = not safe or attempt >= policy.max_attempts or delay > remaining
             # A Retry-After this call cannot wait out sets how long the breaker stays open.
-            breaker.failed(retry_after if giving_up else None)
+            breaker.failed(retry_after if giving_up else None, reason=f"{what} {problem}")
             if not safe:
                 raise TransientHttpError(f"{what} {problem}; not resent, it may have been received", status)
             if attempt >= policy.max_attempts:
