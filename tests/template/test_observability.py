@@ -334,3 +334,31 @@ def test_ingest_cold_start_loads_no_tracing_sdk_while_admin_traces(tmp_path):
     # Then ingest stays free of the X-Ray SDK, and the admin function does load it
     assert loads_xray("ingest_handler") is False
     assert loads_xray("admin_handler") is True
+
+
+@pytest.mark.parametrize("function", ["IngestFunction", "ConsumerFunction"])
+def test_delivery_path_functions_log_json_without_platform_lines_and_keep_info(template, function):
+    """No START/END/REPORT per invocation (SystemLogLevel WARN), and an application level
+    that never drops INFO: EMF lines carry no "level", which Lambda counts as INFO."""
+    config = template["Resources"][function]["Properties"]["LoggingConfig"]
+    assert config["LogFormat"] == "JSON" and config["SystemLogLevel"] == "WARN"
+    condition, when_true, otherwise = config["ApplicationLogLevel"]["Fn::If"]
+    assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": "LogLevel"}, "DEBUG"]}
+    assert (when_true, otherwise) == ("DEBUG", "INFO")
+
+
+def test_the_cost_model_reads_platform_and_access_log_bytes_from_the_template():
+    from devtools.bench import cost
+
+    assert cost.platform_log_bytes("IngestFunction") == cost.platform_log_bytes("ConsumerFunction") == 0
+    assert cost.platform_log_bytes("AdminFunction") > 0  # text format: START/END/REPORT
+    fmt = load_template()["Resources"]["WebhookApi"]["Properties"]["AccessLogSettings"]["Format"]
+    assert cost.access_log_bytes() == len(_access_log_line_text(fmt)) + cost.LOG_EVENT_OVERHEAD_BYTES
+
+
+def _access_log_line_text(log_format: str) -> str:
+    from devtools.bench.cost import ACCESS_LOG_SAMPLE
+
+    line = re.sub(r"\$context\.([\w.]+)", lambda m: ACCESS_LOG_SAMPLE[f"$context.{m[1]}"], log_format)
+    json.loads(line)  # still a JSON object
+    return line

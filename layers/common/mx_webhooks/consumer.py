@@ -54,7 +54,17 @@ from mx_webhooks import breaker, normalize
 from mx_webhooks.alerts import publish_alert
 from mx_webhooks.events import InvalidEvent, WebhookEvent, parse_event
 from mx_webhooks.handlers import DEFAULT_MODULES
-from mx_webhooks.observability import current_batch, emit, joined_batch, log_with_metrics, logger, metrics_batch
+from mx_webhooks.observability import (
+    current_batch,
+    current_sink,
+    emit,
+    invocation_metrics,
+    joined_batch,
+    joined_sink,
+    log_with_metrics,
+    logger,
+    metrics_batch,
+)
 from mx_webhooks.queues import EventQueues
 from mx_webhooks.registry import Deferred, Handler, PermanentError, Registry
 from mx_webhooks.store import (
@@ -330,6 +340,11 @@ class Consumer:
 
     # -- batch -------------------------------------------------------------------------------
     def process_batch(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        """One SQS batch: a log line per record, the batch's metrics in one EMF write at the end."""
+        with invocation_metrics():
+            return self._process_batch(event, context)
+
+    def _process_batch(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         items = [self._parse(record) for record in event.get("Records") or []]
         groups: dict[str, list[_Item]] = defaultdict(list)
         for item in items:
@@ -344,7 +359,13 @@ class Consumer:
             for group in groups.values():
                 outcomes.extend(self._run_group(group, context))
         else:
-            for result in self._pool.map(lambda g: self._run_group(g, context), list(groups.values())):
+            sink = current_sink()
+
+            def run_group(group: list[_Item]) -> list[Outcome]:
+                with joined_sink(sink):
+                    return self._run_group(group, context)
+
+            for result in self._pool.map(run_group, list(groups.values())):
                 outcomes.extend(result)
         failures = [{"itemIdentifier": o.message_id} for o in outcomes if o.retry]
         return {"batchItemFailures": failures}
@@ -417,8 +438,9 @@ class Consumer:
             event_type=outcome.event_type,
             outcome=outcome.result,
             duration_ms=outcome.duration_ms,
-            receive_count=item.receive_count,
-            attempts=outcome.attempts,
+            # absent when 1 (the happy path): "no receive_count" reads as the first receive
+            receive_count=item.receive_count if item.receive_count != 1 else None,
+            attempts=outcome.attempts if outcome.attempts != 1 else None,
             error=outcome.error,
         )
         logger.thread_safe_remove_keys(["event_id", "correlation_id"])
