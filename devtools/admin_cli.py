@@ -9,6 +9,7 @@ Talks to DynamoDB and SQS with boto3 directly, under the operator's own credenti
     make admin ARGS="retry mx_3f2a... [--force | --handler NAME]"
     make admin ARGS="retry-failed --since 2026-09-14T00:00:00Z --limit 200 [--dry-run]"
     make admin ARGS="dlq peek"   /   make admin ARGS="dlq redrive"
+    make admin ARGS="integrations"   (each integration's circuit breaker: state, since, until)
 
 Where: ``--stack-name`` (default ``$MX_STACK_NAME``, else samconfig's
 ``maintainx-webhooks-dev``) reads the table and queues from the stack's outputs;
@@ -93,6 +94,13 @@ HISTORY_COLUMNS = [
     ("marks", "MARKS", 30),
     ("eventId", "EVENT ID (admin show <id>)", 46),
 ]
+INTEGRATION_COLUMNS = [
+    ("name", "INTEGRATION", 12),
+    ("shown", "BREAKER", 24),
+    ("since", "SINCE (UTC)", 24),
+    ("until", "OPEN UNTIL (UTC)", 24),
+    ("reason", "REASON", 70),
+]
 DLQ_COLUMNS = [
     ("sentAt", "PARKED (UTC)", 24),
     ("eventType", "TYPE", 20),
@@ -144,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     listing = command(commands, "list", help="events, newest first")
-    listing.add_argument("--status", help="IN_PROGRESS, COMPLETED, FAILED, IGNORED or QUEUED")
+    listing.add_argument("--status", help="IN_PROGRESS, COMPLETED, FAILED, PARKED, WAITING, IGNORED or QUEUED")
     listing.add_argument("--type", dest="event_type", help="e.g. workorder.created")
     listing.add_argument("--source")
     listing.add_argument("--since", help="ISO 8601 or an age: 90m, 12h, 2d")
@@ -171,13 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     bulk = command(
         commands,
         "retry-failed",
-        help="re-enqueue every FAILED (or stranded QUEUED, or stalled IN_PROGRESS) event since a time",
+        help="re-enqueue every FAILED or PARKED (or stranded QUEUED, or stalled IN_PROGRESS) event since a time",
     )
     bulk.add_argument("--since", required=True, help="ISO 8601 or an age: 12h, 1d")
     bulk.add_argument("--limit", type=int, default=100)
     bulk.add_argument("--dry-run", action="store_true")
 
     command(commands, "sweep", help="park and alert events a stopped consumer left IN_PROGRESS (runs every 5 min)")
+
+    command(commands, "integrations", help="each integration's circuit breaker, as the consumers last recorded it")
 
     dlq = command(commands, "dlq", help="the dead-letter queue")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -361,7 +371,7 @@ def _retry_failed(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
         for skipped in answer["skipped"]:
             print(f"  skipped {skipped['eventId']}: {skipped['reason']}", file=out)
     if answer["more"] and not args.json:
-        print(f"more FAILED events remain beyond --limit {args.limit}; run again", file=out)
+        print(f"more FAILED or PARKED events remain beyond --limit {args.limit}; run again", file=out)
     return EXIT_PARTIAL if answer.get("skipped") else EXIT_OK
 
 
@@ -373,6 +383,23 @@ def _sweep(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
         print(f"parked {len(answer['marked'])} stalled event(s)", file=out)
         for event_id in answer["marked"]:
             print(f"  {event_id}", file=out)
+    return EXIT_OK
+
+
+def _integrations(args: argparse.Namespace, admin: Admin, out: TextIO) -> int:
+    answer = admin.integrations()
+    if args.json:
+        _dump(answer, out)
+        return EXIT_OK
+    rows = [
+        {
+            **item,
+            "shown": item["state"] + (" (expired: probes next)" if item["expired"] else ""),
+            "since": iso_time(item["since"]) or "never opened",
+        }
+        for item in answer["items"]
+    ]
+    table(rows, INTEGRATION_COLUMNS, out)
     return EXIT_OK
 
 
@@ -405,6 +432,7 @@ COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace, Admin, Text
     ("retry", None): _retry,
     ("retry-failed", None): _retry_failed,
     ("sweep", None): _sweep,
+    ("integrations", None): _integrations,
     ("dlq", "peek"): _dlq_peek,
     ("dlq", "redrive"): _dlq_redrive,
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,25 @@ import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The sam local tier's time per step (tests/samlocal), printed at the end of the run. A file,
+# because under pytest-xdist a worker runs the tier and the controller prints the summary
+# (and only this conftest, not the tier's own, is loaded by the controller).
+SAMLOCAL_TIMINGS = ROOT / "test-output" / "samlocal-timings.json"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller, or a run without workers
+        SAMLOCAL_TIMINGS.unlink(missing_ok=True)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if SAMLOCAL_TIMINGS.exists():
+        timings = json.loads(SAMLOCAL_TIMINGS.read_text())
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+        terminalreporter.write_line(f"sam local tier, by step: {steps}")
+
+
 EVENTS = ROOT / "events"
 REGION = "us-east-1"
 
@@ -77,6 +97,14 @@ class Stack:
             "ALERT_TOPIC_ARN": self.topic_arn,
             "MAX_RECEIVE_COUNT": str(self.max_receive_count),
         }
+
+
+@pytest.fixture(autouse=True)
+def fresh_circuit_breakers() -> None:
+    """Each test starts with every integration's circuit breaker closed (they are process-wide)."""
+    from mx_webhooks import breaker
+
+    breaker.configure(breaker.BreakerSettings())
 
 
 @pytest.fixture
@@ -233,7 +261,7 @@ def sqs_record(
         "body": body,
         "attributes": {
             "ApproximateReceiveCount": str(receive_count),
-            "SentTimestamp": "1700000000000",
+            "SentTimestamp": str(int(time.time() * 1000)),  # sent now
             "SenderId": "AIDAEXAMPLE",
             "ApproximateFirstReceiveTimestamp": "1700000000000",
         },

@@ -40,10 +40,23 @@ XRAY_SAMPLED = 0.05
 # Traces recorded per delivery: ingest's invocation, and the consumer's invocation, which
 # handles a batch (one trace per invocation, whatever its batch size; this model counted
 # one per delivery before 2026-11-28, i.e. 2 instead of 1 + 1/batch).
-# What Lambda and the HTTP API log besides our own lines (bytes): START/END/REPORT per
-# invocation and the API's access-log line per request (format in template.yaml).
+# What Lambda logs besides our own lines (bytes per invocation) in its text format: START,
+# END and REPORT. With LoggingConfig SystemLogLevel WARN (template.yaml) none of them is
+# written for an invocation that succeeds (platform_log_bytes() reads the template).
 LAMBDA_PLATFORM_LOG_BYTES = 330
-API_ACCESS_LOG_BYTES = 230
+# CloudWatch Logs counts an event as its message's UTF-8 bytes plus 26 (PutLogEvents' batch
+# size rule). Its pricing page does not say the 26 are billed; counted anyway, to err high.
+LOG_EVENT_OVERHEAD_BYTES = 26
+# Values the HTTP API puts in its access-log line for one delivery (widest usual values:
+# an IPv4 address of 15 characters, a 4-digit latency), to size the template's format.
+ACCESS_LOG_SAMPLE = {
+    "$context.requestId": "Jx1YxjXXIAMEVWw=",
+    "$context.identity.sourceIp": "203.000.113.195",
+    "$context.routeKey": "POST /webhooks/maintainx/{source}",
+    "$context.status": "202",
+    "$context.responseLatency": "1000",
+    "$context.integrationErrorMessage": "-",
+}
 
 
 def template() -> dict[str, Any]:
@@ -82,6 +95,39 @@ def configured() -> dict[str, int]:
     return result
 
 
+def platform_log_bytes(function: str) -> int:
+    """START/END/REPORT bytes per successful invocation of ``function`` as template.yaml configures it."""
+    logging_config = template()["Resources"][function]["Properties"].get("LoggingConfig", {})
+    if logging_config.get("LogFormat") == "JSON" and logging_config.get("SystemLogLevel") == "WARN":
+        return 0
+    return LAMBDA_PLATFORM_LOG_BYTES + 3 * LOG_EVENT_OVERHEAD_BYTES
+
+
+def access_log_bytes() -> int:
+    """The webhook API's access-log line for one delivery: its format in template.yaml,
+    filled with ``ACCESS_LOG_SAMPLE`` (an unknown variable fails here, not silently)."""
+    line = template()["Resources"]["WebhookApi"]["Properties"]["AccessLogSettings"]["Format"]
+    for variable in sorted(ACCESS_LOG_SAMPLE, key=len, reverse=True):
+        line = line.replace(variable, ACCESS_LOG_SAMPLE[variable])
+    if "$context" in line:
+        raise ValueError(f"access-log format has a variable ACCESS_LOG_SAMPLE lacks: {line}")
+    return len(line.encode()) + LOG_EVENT_OVERHEAD_BYTES
+
+
+def log_bytes_by_source(m: Measured, cfg: dict[str, int]) -> dict[str, float]:
+    """Bytes ingested per delivery, by where they come from."""
+    batch = cfg["batch_size"]
+    overhead = LOG_EVENT_OVERHEAD_BYTES * m.log_lines
+    return {
+        "ingest lines": m.ingest_log_bytes,
+        "consumer lines": m.consumer_log_bytes,
+        "26 B per line": overhead,
+        "Lambda START/END/REPORT": platform_log_bytes("IngestFunction")
+        + platform_log_bytes("ConsumerFunction") / batch,
+        "API access log": access_log_bytes(),
+    }
+
+
 @dataclass
 class Measured:
     """What the bench measured, per delivery unless it says otherwise."""
@@ -96,6 +142,7 @@ class Measured:
     ingest_log_bytes: float  # our log + EMF lines per request
     consumer_log_bytes: float  # our log + EMF lines per event
     body_bytes: int
+    log_lines: float = 0  # our log lines per delivery (ingest + consumer), for the per-event overhead
 
 
 def cost_per_million(m: Measured, cfg: dict[str, int]) -> tuple[list[tuple[str, float, str]], dict[str, float]]:
@@ -112,9 +159,7 @@ def cost_per_million(m: Measured, cfg: dict[str, int]) -> tuple[list[tuple[str, 
     sqs_units = math.ceil(m.body_bytes / 65536)
     sqs_requests = sqs_units * (1 + 1 / batch + 1 / batch)  # send + (receive + delete-batch) per batch
     traces = 1 + 1 / batch
-    log_gb = (
-        m.ingest_log_bytes + m.consumer_log_bytes + LAMBDA_PLATFORM_LOG_BYTES * (1 + 1 / batch) + API_ACCESS_LOG_BYTES
-    ) / 1024**3
+    log_gb = sum(log_bytes_by_source(m, cfg).values()) / 1024**3
     p = {k: v[0] for k, v in PRICES.items()}
     rows = [
         ("API Gateway HTTP API", million * p["http_api_request"], "1 request per delivery"),

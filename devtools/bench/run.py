@@ -91,6 +91,7 @@ class ChildRun:
     spawned_at: float
     cpu_s: float  # user + system CPU of the child
     stdout_bytes: int
+    stdout_lines: int = 0  # log events: CloudWatch Logs takes each line as one
 
 
 def run_child(mode: str, spec: dict[str, Any], env: dict[str, str], *, count_stdout: bool = False) -> ChildRun:
@@ -114,7 +115,7 @@ def run_child(mode: str, spec: dict[str, Any], env: dict[str, str], *, count_std
     finally:
         Path(out_path).unlink(missing_ok=True)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return ChildRun(result, spawned, cpu, len(proc.stdout or b""))
+    return ChildRun(result, spawned, cpu, len(proc.stdout or b""), (proc.stdout or b"").count(b"\n"))
 
 
 def signed_event() -> dict[str, Any]:
@@ -325,6 +326,7 @@ def peak_rss(requests: int) -> tuple[list[Row], dict[str, float]]:
         spec = {"module": module, "event": event, "requests": requests}
         run = run_child("rss", spec, child_env(function_dir), count_stdout=True)
         log_bytes[name] = run.stdout_bytes / (requests * events_per_request)
+        log_bytes[f"{name}_lines"] = run.stdout_lines / (requests * events_per_request)
         memory = cfg.get(f"{name}_mb", 0)
         rows.append(
             Row(
@@ -424,9 +426,11 @@ def cost(figures: dict[str, Any], log_bytes: dict[str, float]) -> tuple[Row, lis
         index_wru=figures["capacity"]["index_wru"],
         ingest_log_bytes=log_bytes.get("ingest", 0),
         consumer_log_bytes=log_bytes.get("consumer", 0),
+        log_lines=log_bytes.get("ingest_lines", 0) + log_bytes.get("consumer_lines", 0),
         body_bytes=len(encode(maintainx_payload("workorder.created"))),
     )
     rows, durations = bench_cost.cost_per_million(measured, cfg)
+    breakdown = ", ".join(f"{k} {v:.0f}" for k, v in bench_cost.log_bytes_by_source(measured, cfg).items())
     total = sum(r[1] for r in rows)
     lines = [
         "| service | $ per million deliveries | basis |",
@@ -446,7 +450,10 @@ def cost(figures: dict[str, Any], log_bytes: dict[str, float]) -> tuple[Row, lis
             f"modelled billed duration: ingest {durations['ingest_ms']:.0f} ms, "
             f"consumer {durations['consumer_ms']:.0f} ms per batch of {cfg['batch_size']}; "
             f"our own log lines: {log_bytes.get('ingest', 0):.0f} bytes per request (ingest) + "
-            f"{log_bytes.get('consumer', 0):.0f} per event (consumer) = {log_total:.0f} (before: 910 + 1791 = 2701)"
+            f"{log_bytes.get('consumer', 0):.0f} per event (consumer) = {log_total:.0f} "
+            f"in {log_bytes.get('ingest_lines', 0) + log_bytes.get('consumer_lines', 0):.2f} lines "
+            "(before issue 13: 910 + 1791 = 2701; before the log cut: 713 + 920 = 1633); "
+            f"log bytes per delivery by source: {breakdown}"
         ],
     )
     return row, lines
@@ -553,6 +560,11 @@ def write_doc(rows: list[Row], info: dict[str, str], cost_lines: list[str], runt
         "   Secrets Manager (one call per container per 5 min) and fixed monthly costs (alarms,",
         "   dashboard, custom metrics, KMS key, idle SQS polling by the event source mapping) left out.",
         f"   X-Ray assumes the default sampling rule ({XRAY_SAMPLED:.0%} past the first request each second).",
+        "   Log bytes: our own lines are the real functions' stdout over 100 invocations (row 8's",
+        "   runs: ingest, and the consumer on batches of 10); Lambda's START/END/REPORT count only",
+        "   where template.yaml leaves SystemLogLevel above WARN; the access-log line is the",
+        "   template's format filled with wide sample values; every line counts 26 bytes more",
+        "   (PutLogEvents' size rule; whether CloudWatch bills them is not stated: erring high).",
         "8. **Peak RSS.** `VmHWM` of a fresh process after its cold start and 100 invocations",
         "   (AWS stubbed); the baseline column is the configured memory size.",
         "9. **Write units.** The real consumer handles 10 new events (one handler) against moto with",

@@ -56,6 +56,10 @@ class Console:
             detail = next((str(f["reason"]) for f in seen if f.get("reason")), "")
         self.line(f"http      {exchange.status}  {target}  {detail}  {exchange.duration_ms:.0f} ms")
 
+    def print_circuit(self, integration: str, state: str, why: str) -> None:
+        """A circuit breaker's transition (opened, probing, closed), as it happens."""
+        self.line(f"breaker   {state:<9}  {integration}  {why[:160]}")
+
     def print_batch(self, queue_arn: str, batch: list[Delivery]) -> None:
         limit = self.attempt_limits.get(queue_arn) or self.redrive_limits.get(queue_arn)
         redrive = self.redrive_limits.get(queue_arn)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 # Outcome fields the functions log (Powertools ``extra``) that the delivery lines show.
@@ -31,13 +32,20 @@ class LogTap(logging.Handler):
     of the fields above is kept per invoking thread, for the HTTP request running in it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_circuit: Callable[[str, str, str], None] | None = None) -> None:
         super().__init__(level=logging.INFO)
+        # A circuit breaker's transition (``mx_webhooks.breaker`` logs "circuit open" with
+        # ``integration`` and ``why``): (integration, state, why), printed at once.
+        self.on_circuit = on_circuit
         self._lock = threading.Lock()
         self._outcomes: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._by_thread: dict[threading.Thread, list[dict[str, Any]]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
+        message = str(record.msg)
+        if self.on_circuit is not None and message.startswith("circuit ") and hasattr(record, "integration"):
+            self.on_circuit(str(record.integration), message.removeprefix("circuit "), str(getattr(record, "why", "")))
+            return
         fields = {k: getattr(record, k) for k in TAP_FIELDS if hasattr(record, k)}
         if not fields:
             return

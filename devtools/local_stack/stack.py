@@ -86,6 +86,7 @@ class LocalStack:
         self._exit = ExitStack()
         self._tap = LogTap()
         self.console = Console(self.out, self._tap)
+        self._tap.on_circuit = self.console.print_circuit
         self._moto: Any = None
         self._front: HttpFront | None = None
         self._resolver: Resolver | None = None

@@ -99,6 +99,11 @@ def stats() -> dict[str, Any]:
     return ADMIN.stats(_query().get("hours"))
 
 
+@app.get("/admin/integrations")
+def integrations() -> dict[str, Any]:
+    return ADMIN.integrations()
+
+
 @app.post("/admin/dlq/redrive")
 def redrive_dlq() -> dict[str, Any]:
     options = {**_query(), **_body()}

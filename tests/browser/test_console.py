@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from mx_webhooks.store import EventStore, iso
 from tests.browser.conftest import ROOT, Console, Stack, python_env
 from tests.browser.seed import batch_write, seeded_items
 
@@ -68,8 +69,42 @@ def test_overview_shows_the_real_numbers_after_a_burst_from_the_sender(stack, co
     assert int(page.locator("[data-series=processed]").inner_text()) >= 20
     assert page.locator("#hourly polyline").count() == 3
     assert int(page.locator("#dlq-depth").inner_text()) == stats["dlqDepth"]
-    # and this stack reports no breakers: said so, not an error
-    assert "not reported" in page.locator("#breakers").inner_text()
+    # and a row for each integration's breaker (GET /admin/integrations)
+    rows = page.locator("#breakers tbody tr")
+    assert {rows.nth(n).get_attribute("data-integration") for n in range(rows.count())} == {
+        "Slack",
+        "MaintainX",
+        "EventBridge",
+    }
+
+
+def test_the_overview_shows_a_breaker_open_until_then_expired_then_closed(stack, console, page, shots):
+    # Given the consumer's records of Slack's breaker, written through the store into the local stack
+    store = EventStore(stack.process.client("dynamodb"), stack.process.outputs["EventsTableName"])
+    now = time.time()
+
+    def slack_row() -> tuple[str, str, str, str]:
+        page.goto(console.url + "/")
+        row = page.locator("#breakers tr[data-integration=Slack] td")
+        return row.nth(1).inner_text(), row.nth(2).inner_text(), row.nth(3).inner_text(), row.nth(4).inner_text()
+
+    # When it opened ten minutes ago for five (expired: no call since), then opened again now
+    # on a Retry-After of ten minutes, then closed
+    store.record_breaker("Slack", "OPEN", at=now - 600, open_until=now - 300, reason="open for 300 s: Slack down")
+    expired = slack_row()
+    reason = "open for 600 s: Slack incoming webhook answered 503"
+    store.record_breaker("Slack", "OPEN", at=now, open_until=now + 600, reason=reason, retry_after=600)
+    opened = slack_row()
+    page.screenshot(path=shots / "overview-breaker-open.png", full_page=True)
+    store.record_breaker("Slack", "CLOSED", at=now + 1, reason="the downstream answered")
+    closed = slack_row()
+
+    # Then the overview shows each: state, since when, until when, why
+    assert expired[0] == "OPEN (expired: the next call probes)" and expired[1] == iso(now - 600)
+    assert opened == ("OPEN", iso(now), iso(now + 600), reason)
+    assert closed == ("CLOSED", iso(now + 1), "", "the downstream answered")
+    others = page.locator("#breakers tr[data-integration=MaintainX] td")
+    assert others.nth(1).inner_text() == "CLOSED" and others.nth(2).inner_text() == "never opened"
 
 
 def test_a_failing_event_shows_its_error_and_retry_after_the_fix_completes_it(stack, console, page, shots):

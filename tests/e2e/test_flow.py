@@ -121,10 +121,10 @@ def test_an_invalid_event_is_parked_in_the_dlq_at_once(target: Target):
     # When it is posted
     status, answer = _send(target, body, "generic")
 
-    # Then it is accepted (the signature is good), recorded FAILED after one attempt under a key of
+    # Then it is accepted (the signature is good), recorded PARKED after one attempt under a key of
     # its own (never over the record of the event id it names), and parked at once
     assert status == 202 and answer["eventId"] == event_id
-    item = target.wait_status(EventStore.invalid_key("default", body.decode()), "FAILED")
+    item = target.wait_status(EventStore.invalid_key("default", body.decode()), "PARKED")
     assert item["parked"] is True and item["attempts"] == 1 and item["claimedEventId"] == event_id
     assert target.item(event_id) is None
     assert "no event type" in item["lastError"]
@@ -141,7 +141,7 @@ def test_a_permanent_handler_error_is_parked_at_once(local_only: Target):
     assert _send(target, body, "generic")[0] == 202
 
     # Then it is parked after its first attempt, not retried
-    item = target.wait_status(event_id, "FAILED")
+    item = target.wait_status(event_id, "PARKED")
     assert item["parked"] is True and item["attempts"] == 1
     assert "PermanentError" in item["lastError"]
     target.wait_for(f"{event_id} in the DLQ", lambda: target.dlq_messages(event_id, delete=True))
@@ -169,7 +169,7 @@ def test_a_handler_that_always_fails_ends_in_the_dlq_and_alerts(local_only: Targ
     target.wait_for(f"{event_id} in the DLQ", lambda: target.dlq_messages(event_id, delete=True), timeout=30)
     item = target.item(event_id)
     assert item is not None
-    assert item["status"] == "FAILED" and item["parked"] is True
+    assert item["status"] == "PARKED" and item["parked"] is True
     assert item["attempts"] == target.max_receive_count
     assert "always fails" in item["lastError"]
 

@@ -17,6 +17,7 @@ import pytest
 
 from devtools import samples
 from devtools.local_stack import LocalStackProcess
+from mx_webhooks.normalize import derive_event_id
 from tests.fakes.fake_maintainx import API_KEY, FakeMaintainX
 from tests.fakes.fake_slack import FakeSlack
 
@@ -93,7 +94,7 @@ def test_a_new_work_order_delivery_produces_the_slack_message(stack, fakes):
     assert maintainx.calls_to("GET", "/v1/workorders/90123")[0].headers["authorization"] == f"Bearer {API_KEY}"
 
 
-def test_status_changes_reach_the_history_table_and_a_late_one_is_stale(stack):
+def test_status_changes_reach_the_history_table_and_a_late_one_is_skipped_as_stale(stack):
     table = stack.outputs["IntegrationsTableName"]
     ddb = stack.client("dynamodb")
     change = {"eventType": "WORK_ORDER_STATUS_CHANGE", "orgId": 4711, "workOrderId": 90777}
@@ -103,10 +104,18 @@ def test_status_changes_reach_the_history_table_and_a_late_one_is_stale(stack):
     assert _post(stack, newer) == 202
     assert _wait_for(lambda: _items(ddb, table, "t#"))
     assert _post(stack, older) == 202
-    stale = _wait_for(lambda: _items(ddb, table, "stale#"))
 
-    assert [i["toStatus"]["S"] for i in stale] == ["IN_PROGRESS"]
+    # The history handler is latest_only: the late event is SKIPPED (stale) and changes nothing
+    def skipped() -> dict[str, Any] | None:
+        found = ddb.get_item(
+            TableName=stack.outputs["EventsTableName"], Key={"eventId": {"S": derive_event_id(older)}}
+        ).get("Item")
+        handler = ((found or {}).get("handlers", {}).get("M", {}).get("integrations.status_history") or {}).get("M")
+        return handler if handler and handler["status"]["S"] == "SKIPPED" else None
+
+    assert "stale" in _wait_for(skipped)["error"]["S"]
     assert [i["toStatus"]["S"] for i in _items(ddb, table, "t#")] == ["DONE"]
+    assert _items(ddb, table, "stale#") == []
 
 
 def _items(ddb: Any, table: str, prefix: str) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 import uuid
 from typing import Any
 
@@ -11,7 +12,7 @@ import boto3
 import pytest
 
 from mx_webhooks.admin import Admin, AdminConfig
-from mx_webhooks.store import FAILED
+from mx_webhooks.store import FAILED, iso
 from tests.conftest import REGION, LambdaContext, receive_all
 
 
@@ -117,3 +118,25 @@ def test_stats_over_http(api, store):
 
     assert code == 200 and stats["hours"] == 2 and stats["counts"]["FAILED"] == 1 and stats["dlqDepth"] == 0
     assert sum(point["received"] for point in stats["series"]) == 1
+
+
+def test_integrations_over_http_shows_each_breaker(api, store):
+    # Given a consumer recorded Slack's breaker opening for 5 minutes
+    now = time.time()
+    store.record_breaker("Slack", "OPEN", at=now, open_until=now + 300, reason="open for 300 s: Slack answered 503")
+
+    code, answer = api("GET", "/admin/integrations")
+
+    assert code == 200
+    shown = {item["name"]: item for item in answer["items"]}
+    assert shown["Slack"]["state"] == "OPEN" and shown["Slack"]["until"] == iso(now + 300)
+    assert not shown["Slack"]["expired"] and "503" in shown["Slack"]["reason"]
+    assert shown["EventBridge"] == {
+        "name": "EventBridge",
+        "state": "CLOSED",
+        "since": None,
+        "until": None,
+        "expired": False,
+        "reason": None,
+        "retryAfterSeconds": None,
+    }

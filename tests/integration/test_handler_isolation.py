@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -12,7 +14,7 @@ from devtools import samples
 from mx_webhooks.admin import Admin, AdminConfig
 from mx_webhooks.normalize import derive_event_id
 from mx_webhooks.registry import PermanentError
-from tests.conftest import REGION, receive_all, sqs_record
+from tests.conftest import REGION, LambdaContext, receive_all, sqs_record
 
 
 def _body(event_id: str) -> str:
@@ -32,6 +34,7 @@ def test_a_failing_handler_does_not_stop_the_other_which_runs_once(consumer, reg
     def sync(event: Any) -> None:
         runs["sync"] += 1
         if runs["sync"] <= 3:
+            time.sleep(0.2)  # a downstream timing out: notify, beside it, finishes first
             raise ConnectionError("CRM is down")
 
     # When the event is delivered four times (the first three fail)
@@ -54,8 +57,38 @@ def test_a_failing_handler_does_not_stop_the_other_which_runs_once(consumer, reg
     assert item["status"] == "COMPLETED" and item["attempts"] == 4
     assert {n: h["status"] for n, h in item["handlers"].items()} == {"notify": "SUCCEEDED", "sync": "SUCCEEDED"}
     # DynamoDB writes for the event with one failing handler: claim, checkpoint (notify, not
-    # idempotent, is followed by sync), finish on the first attempt; claim + finish per retry
+    # idempotent, finished while sync, not idempotent either, still ran), finish on the first
+    # attempt; claim + finish per retry. Nothing else: no read, no query.
     assert calls == Counter({"UpdateItem": 3 + 2 * 3})
+    print(f"DynamoDB calls, new event with one failing handler: {dict(calls)} over 4 attempts")
+
+
+def test_dynamodb_calls_of_a_new_event_on_the_happy_path(consumer, registry, store):
+    # Given one handler on workorder.created, and two on workorder.updated (one idempotent)
+    registry.on("workorder.created", name="notify")(lambda event: None)
+    registry.on("workorder.updated", name="index", idempotent=True)(lambda event: None)
+    registry.on("workorder.updated", name="mirror")(lambda event: None)
+    dynamodb_calls: list[str] = []
+    consumer.store.client.meta.events.register(
+        "before-call.dynamodb", lambda model, **_: dynamodb_calls.append(model.name)
+    )
+
+    # When a new event of each is consumed
+    consumer.process_batch({"Records": [sqs_record(_body("evt_happy"), event_id="evt_happy")]}, None)
+    created = Counter(dynamodb_calls)
+    dynamodb_calls.clear()
+    updated = samples.encode(samples.generic_payload("workorder.updated", event_id="evt_happy_2")).decode()
+    consumer.process_batch(
+        {"Records": [sqs_record(updated, event_id="evt_happy_2", event_type="workorder.updated")]}, None
+    )
+    both = Counter(dynamodb_calls)
+
+    # Then each costs a claim and a finish: an idempotent handler beside the other needs no
+    # checkpoint, whichever finishes first
+    assert store.get("evt_happy")["status"] == store.get("evt_happy_2")["status"] == "COMPLETED"
+    assert created == Counter({"UpdateItem": 2})
+    assert both == Counter({"UpdateItem": 2})
+    print(f"DynamoDB calls, happy path: one handler {dict(created)}, two handlers {dict(both)}")
 
 
 def test_a_permanent_error_parks_that_handler_alone_and_retry_handler_runs_only_it(
@@ -90,11 +123,11 @@ def test_a_permanent_error_parks_that_handler_alone_and_retry_handler_runs_only_
         "mapping": "PARKED",
         "history": "SUCCEEDED",
     }
-    assert item["status"] == "FAILED" and item["parked"] is True
+    assert item["status"] == "PARKED" and item["parked"] is True
     assert len(receive_all(stack.dlq_url)) == 1
     config = AdminConfig(TABLE_NAME=stack.table_name, QUEUE_URL=stack.queue_url, DLQ_URL=stack.dlq_url)
     admin = Admin(config, boto3.client("dynamodb", region_name=REGION), boto3.client("sqs", region_name=REGION))
-    listed = admin.list_events(status="FAILED")["items"]
+    listed = admin.list_events(status="PARKED")["items"]
     assert [(i["eventId"], i.get("parked")) for i in listed] == [("evt_perm_one", True)]
 
     # When the mapping is fixed and the operator retries that handler alone
@@ -142,3 +175,58 @@ def test_a_latest_only_handler_never_sees_an_older_state_across_batches(consumer
         assert item["status"] == "COMPLETED"
         assert item["handlers"]["mirror"]["status"] == "SKIPPED" and "stale" in item["handlers"]["mirror"]["error"]
         assert item["handlers"]["audit"]["status"] == "SUCCEEDED"
+
+
+def test_the_handlers_of_an_event_run_side_by_side(consumer, registry, store, lambda_context):
+    # Given two handlers that each wait for the other to have started (run one after the
+    # other, the first would wait in vain)
+    started = {name: threading.Event() for name in ("crm", "slack")}
+
+    def handler(me: str, other: str) -> Any:
+        def run(event: Any) -> None:
+            started[me].set()
+            if not started[other].wait(5):
+                raise TimeoutError(f"{other} did not start while {me} ran")
+
+        return run
+
+    registry.on("workorder.created", name="crm")(handler("crm", "slack"))
+    registry.on("workorder.created", name="slack")(handler("slack", "crm"))
+
+    # When the event is consumed
+    result = consumer.process_batch({"Records": [sqs_record(_body("evt_side"), event_id="evt_side")]}, lambda_context)
+
+    # Then both ran at once and succeeded
+    assert result == {"batchItemFailures": []}
+    item = store.get("evt_side")
+    assert item["status"] == "COMPLETED"
+    assert {n: h["status"] for n, h in item["handlers"].items()} == {"crm": "SUCCEEDED", "slack": "SUCCEEDED"}
+
+
+def test_a_handler_still_running_at_the_invocations_deadline_is_recorded_failed_the_others_kept(
+    consumer, registry, store
+):
+    # Given a quick handler and one that hangs, and an invocation with 4 s left (3 s margin)
+    release = threading.Event()
+    registry.on("workorder.created", name="quick")(lambda event: None)
+    registry.on("workorder.created", name="hangs")(lambda event: release.wait(30))
+
+    # When the event is consumed
+    started = time.monotonic()
+    result = consumer.process_batch(
+        {"Records": [sqs_record(_body("evt_late"), event_id="evt_late")]}, LambdaContext(remaining_ms=4_000)
+    )
+    waited = time.monotonic() - started
+    release.set()
+
+    # Then the consumer stopped waiting at its deadline: the quick handler's success is kept,
+    # the hanging one is FAILED (retried), and the record goes back to the queue
+    assert len(result["batchItemFailures"]) == 1 and waited < 3
+    item = store.get("evt_late")
+    assert item["status"] == "FAILED"
+    assert item["handlers"]["quick"]["status"] == "SUCCEEDED"
+    assert item["handlers"]["hangs"] == {
+        **item["handlers"]["hangs"],
+        "status": "FAILED",
+        "error": "still running at the deadline",
+    }

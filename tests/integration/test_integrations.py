@@ -207,8 +207,8 @@ def test_the_api_key_comes_from_secrets_manager_and_an_empty_secret_says_what_to
 
 
 # -- status history ----------------------------------------------------------------------------
-def test_status_changes_make_one_history_item_each_and_an_older_one_is_recorded_as_stale(
-    consumer, wire, integrations_table
+def test_status_changes_make_one_history_item_each_and_an_older_one_is_skipped_as_stale(
+    consumer, wire, integrations_table, store
 ):
     wire(STATUS_HISTORY_ENABLED="true")
     history = StatusHistory(boto3.client("dynamodb", region_name=REGION), integrations_table)
@@ -223,7 +223,8 @@ def test_status_changes_make_one_history_item_each_and_an_older_one_is_recorded_
     result = _run(consumer, held)
     _run(consumer, {**opened, "userId": 501})  # same body: same event id, already processed
 
-    # Then the late one changed nothing and is kept as stale; each transition is recorded once
+    # Then the late one changed nothing: the handler (latest_only) was not run with it, its
+    # event says SKIPPED (stale); each transition is recorded once
     assert result == {"batchItemFailures": []}
     assert [(t["fromStatus"], t["toStatus"]) for t in history.transitions(7)] == [
         ("OPEN", "IN_PROGRESS"),
@@ -231,8 +232,10 @@ def test_status_changes_make_one_history_item_each_and_an_older_one_is_recorded_
     ]
     latest = history.latest(7)
     assert latest["status"] == "DONE" and latest["transitions"] == 2
-    (stale,) = history.stale(7)
-    assert stale["toStatus"] == "ON_HOLD"
+    late = store.get(derive_event_id(held))
+    assert late["status"] == "COMPLETED"
+    assert late["handlers"]["integrations.status_history"]["status"] == "SKIPPED"
+    assert history.stale(7) == []
 
 
 def test_a_redelivered_transition_is_not_recorded_twice_even_when_its_handler_reruns(integrations_table):

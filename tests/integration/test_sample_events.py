@@ -141,7 +141,7 @@ def test_consumer_batch_poison_parks_the_bad_records_and_processes_the_good_one(
 
     assert result == {"batchItemFailures": []}
     statuses = sorted(i["status"] for i in _items(local_resources["table"]).values())
-    assert statuses == ["COMPLETED", "FAILED", "FAILED"]
+    assert statuses == ["COMPLETED", "PARKED", "PARKED"]
     assert len(receive_all(local_resources["dlq"])) == 2
 
 

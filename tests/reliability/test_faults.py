@@ -336,7 +336,7 @@ def test_poison_messages_are_parked_on_their_first_delivery_and_the_rest_of_the_
     assert sorted(m["Body"][:10] for m in parked) == sorted(["{truncated", _queue_body_prefix("evt_rejected")])
     assert all(store.get(f"evt_good_{n}")["status"] == "COMPLETED" for n in range(3))
     rejected = store.get("evt_rejected")
-    assert rejected["status"] == "FAILED" and rejected["parked"] is True
+    assert rejected["status"] == "PARKED" and rejected["parked"] is True
     assert sorted(ran) == ["evt_good_0", "evt_good_1", "evt_good_2", "evt_rejected", "evt_rejected"]
 
 
@@ -446,6 +446,6 @@ def test_with_the_alert_topic_unavailable_the_last_failure_is_still_recorded_and
     assert result == {"batchItemFailures": []}
     assert len(receive_all(stack.dlq_url)) == 1
     item = store.get("evt_no_alert")
-    assert item["status"] == "FAILED" and item["parked"] is True
+    assert item["status"] == "PARKED" and item["parked"] is True
     assert "Slack is down" in item["lastError"]
     assert receive_all(stack.alerts_queue_url) == []

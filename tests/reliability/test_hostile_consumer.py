@@ -2,7 +2,7 @@
 
 The queue only holds what ingest verified, but a redrive, an operator's manual send or
 a bug upstream can put anything there. A record the consumer cannot understand must be
-recorded FAILED and parked in the DLQ at once, without holding back or crashing the
+recorded PARKED in the DLQ at once, without holding back or crashing the
 other records of its batch.
 """
 
@@ -39,7 +39,7 @@ GOOD = samples.encode(samples.generic_payload("workorder.created", event_id="evt
 class Malformed:
     name: str
     record: dict[str, Any]
-    parked: bool  # True: recorded FAILED and parked; False: a valid event after all (processed)
+    parked: bool  # True: recorded PARKED; False: a valid event after all (processed)
 
 
 def _attrs(**values: Any) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def test_a_malformed_record_is_parked_or_handled_and_its_batch_neighbour_still_r
     assert "evt_neighbour" in ran
     parked = receive_all(stack.dlq_url)
     if case.parked:
-        # ...and the malformed record is parked in the DLQ now, with a FAILED record saying why
+        # ...and the malformed record is parked in the DLQ now, with a PARKED record saying why
         assert len(parked) == 1 and parked[0]["MessageAttributes"]["parkedReason"]["StringValue"]
         assert ran == ["evt_neighbour"]
     else:

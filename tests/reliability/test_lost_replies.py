@@ -297,7 +297,7 @@ def test_a_forged_delivery_sharing_a_live_events_id_touches_nothing_of_it(
     assert result == {"batchItemFailures": []}
     assert during == before
     parked = store.get(EventStore.invalid_key("default", bad["body"]))
-    assert parked["status"] == "FAILED" and parked["parked"] is True
+    assert parked["status"] == "PARKED" and parked["parked"] is True
     assert parked["claimedEventId"] == "evt_live_forged"
     (in_dlq,) = receive_all(stack.dlq_url)
     assert in_dlq["Body"] == bad["body"]
@@ -391,11 +391,11 @@ def test_an_event_whose_handler_always_overruns_is_found_parked_and_alerted(stac
     admin = _admin(stack, clock=lambda: time.time() + 3600)
     swept = admin.sweep_stalled()
 
-    # Then the event is recorded FAILED and parked with its reason, an alert says so, and
+    # Then the event is recorded PARKED with its reason, an alert says so, and
     # retry-failed finds it
     assert swept["marked"] == ["evt_overrun_always"] and swept["alertedFromDLQ"] == []  # one alert, not two
     item = store.get("evt_overrun_always")
-    assert item["status"] == "FAILED" and item["parked"] is True and "stalled" in item["lastError"]
+    assert item["status"] == "PARKED" and item["parked"] is True and "stalled" in item["lastError"]
     (alert,) = _alerts(stack)
     assert alert["eventId"] == "evt_overrun_always" and "stalled" in alert["alert"]
     assert admin.retry_failed(since="1d", dry_run=True)["wouldRetry"] == ["evt_overrun_always"]
@@ -419,7 +419,7 @@ def _admin(stack: Any, *, dynamodb: Any = None, clock: Callable[[], float] = tim
 
 
 def _failed_event(stack: Any, make_consumer: Any, registry: Any, event_id: str) -> list[str]:
-    """An event FAILED and parked on its last attempt, its message gone; returns the handler's effects."""
+    """An event PARKED on its last attempt, its message gone; returns the handler's effects."""
     effects: list[str] = []
     broken = {"down": True}
 
@@ -572,7 +572,7 @@ def test_an_event_the_queue_parked_without_the_consumer_is_alerted_once_by_the_s
     assert first["alertedFromDLQ"] == ["evt_queue_moved"] and second["alertedFromDLQ"] == []
     assert [a["eventId"] for a in _alerts(stack)] == ["evt_queue_moved"]
     item = store.get("evt_queue_moved")
-    assert item["status"] == "FAILED" and item["parked"] is True and item["alertedAt"]
+    assert item["status"] == "PARKED" and item["parked"] is True and item["alertedAt"]
     assert len(receive_all(stack.dlq_url)) == 1
 
 
@@ -595,4 +595,4 @@ def test_a_refused_delivery_is_kept_for_inspection_and_never_retried(stack, make
 
     # Then nothing is sent: the refused payload never runs, the record stays as it was
     assert refused not in bulk["retried"] and receive_all(stack.queue_url) == []
-    assert ran == [1] and store.get(refused)["status"] == "FAILED"
+    assert ran == [1] and store.get(refused)["status"] == "PARKED"

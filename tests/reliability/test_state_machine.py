@@ -16,8 +16,10 @@ How it is built (``tests/sim``):
   call (each DynamoDB attempt, each SQS or SNS call, each handler). A step resumes one
   actor until its next call, so any interleaving of several workers and an operator is
   a sequence of steps, replayable exactly. The consumer runs its entity groups one after
-  another (``CONSUMER_MAX_WORKERS=1``) and the admin's bulk retry inline: concurrency
-  comes from the actors, one thread runs at a time.
+  another (``CONSUMER_MAX_WORKERS=1``), an event's handlers go through the consumer's
+  handler pool run inline (submit, checkpoint one that succeeds while others remain,
+  finish: the code path of Lambda, in submission order), and the admin's bulk retry
+  inline: concurrency comes from the actors, one thread runs at a time.
 - **Faults are part of the step.** The step that resumes an actor chooses how the call
   it is paused at goes: ``LOST`` (applied, reply lost, botocore retries the identical
   call: the proxy makes it again and returns the second answer), ``LOST_FINAL`` (applied,
@@ -25,7 +27,8 @@ How it is built (``tests/sim``):
   (refused, not applied), ``KILL`` (the invocation dies there: a ``BaseException`` the
   code cannot catch, so nothing after it runs and its claim stays until the lease ends).
   For a handler the same choice means a transient failure, a ``PermanentError`` (where
-  the handler raises those) or a 300 KB error text. ``tick`` past an invocation's 60 s
+  the handler raises those; elsewhere a deferral: its integration's circuit breaker is
+  open, the event WAITING and the try not counted) or a 300 KB error text. ``tick`` past an invocation's 60 s
   stops it as Lambda does.
 - **DynamoDB is moto** (the table built from template.yaml: conditional writes,
   ``ReturnValuesOnConditionCheckFailure``, the GSIs), behind that proxy. One moto bug is
@@ -53,7 +56,7 @@ The invariants, checked where things happen:
 1. **No message is deleted while its event is unfinished and unparked**, when it is
    the last copy: checked at every delete from the queue (the event source mapping)
    or the DLQ (a redrive), against the event's record at that moment. Finished is
-   COMPLETED or IGNORED; parked is FAILED with ``parked``. (A copy may go while another
+   COMPLETED or IGNORED; parked is PARKED. (A copy may go while another
    of the same event is still queued, in flight or parked, or while the event is QUEUED:
    an operator's retry then owns it and sends its own message, checked at the end.)
 2. **Every handler of every accepted event completes exactly once, or the event is
@@ -64,7 +67,7 @@ The invariants, checked where things happen:
    its end, an admin command that failed or timed out repeated by the operator once the
    event counts as stranded, the queue drained, the clock moved past the stalled-claim
    threshold and the sweep run), every accepted delivery's event
-   is COMPLETED with each handler run (IGNORED when it has none), or FAILED and parked
+   is COMPLETED with each handler run (IGNORED when it has none), or PARKED
    (or in the DLQ; with no record at all only when every claim was refused) with an
    alert naming it; a handler never runs for a refused delivery. A rerun is allowed only in the window no
    design closes: the earlier run's success never reached the table because its
@@ -424,7 +427,7 @@ def test_regression_no_alert_when_killed_between_parking_and_publishing(aws: Non
         ("receive", 1, 0),  # the last receive the queue allows
         ("advance", 0, OK),
         ("advance", 0, OK),  # claimed
-        ("advance", 0, LOST_FINAL),  # ticket.open raises PermanentError: FAILED and parked
+        ("advance", 0, LOST_FINAL),  # ticket.open raises PermanentError: PARKED
         ("advance", 0, OK),  # recorded; to the DLQ send
         ("advance", 0, OK),  # in the DLQ; the alert is next
         ("advance", 0, KILL),  # dies before publishing it; the message is not deleted either
@@ -442,7 +445,7 @@ def test_regression_a_parked_event_completed_later_no_longer_says_parked(aws: No
             ("receive", 1, 0),
             ("advance", 0, OK),
             ("advance", 0, OK),  # claimed
-            ("advance", 0, LOST_FINAL),  # ticket.open raises PermanentError: FAILED, parked, in the DLQ
+            ("advance", 0, LOST_FINAL),  # ticket.open raises PermanentError: PARKED, in the DLQ
             ("settle",),
             ("admin", "redrive", 0),  # the operator fixed the cause and redrives
             ("settle",),  # evt-1 runs again and completes

@@ -42,19 +42,13 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.conftest import ROOT
+from tests.conftest import SAMLOCAL_TIMINGS as TIMINGS_FILE
 from tests.e2e.test_readme_commands import bash_commands, readme_blocks, without_comment
 
 IMAGE_SCRIPT = ROOT.parent / "shared" / "tools" / "lambda-python-image.sh"
 README_ENV_FILE = ".local-stack/sam-env-3000.json"  # as the README writes it (make run's default port)
 STACK_PORT = 3990  # inside the namespace: no other stack there; the files are .local-stack/*-3990.*
 T = TypeVar("T")
-TIMINGS: dict[str, float] = {}  # step -> seconds, printed at the end of the run
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if TIMINGS:
-        steps = ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items())
-        terminalreporter.write_line(f"sam local tier, by step: {steps}")
 
 
 class Netns:
@@ -261,7 +255,8 @@ def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
             _stop(process)
         _stop(daemon, signal.SIGTERM)
         timings["teardown"] = time.monotonic() - started
-        TIMINGS.update(timings)
+        TIMINGS_FILE.parent.mkdir(parents=True, exist_ok=True)
+        TIMINGS_FILE.write_text(json.dumps(timings))
         netns.delete()
         shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)

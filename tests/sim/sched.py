@@ -18,7 +18,7 @@ from typing import Any
 # What happens to the external call an actor is paused at, chosen by the step that resumes it.
 OK = 0
 LOST = 1  # applied, its reply lost; the SDK retries the identical call (a handler: fails, transient)
-LOST_FINAL = 2  # applied, its reply lost; the SDK gives up (a handler: PermanentError where it can)
+LOST_FINAL = 2  # applied, its reply lost; the SDK gives up (a handler: PermanentError where it can, else deferred by an open circuit)
 FAIL = 3  # refused, not applied (throttled, 500); the SDK gives up (a handler: fails with a huge error text)
 KILL = 4  # the invocation dies here, before the call (a crash, or Lambda stopping it)
 FAULT_NAMES = {OK: "ok", LOST: "lost", LOST_FINAL: "lost_final", FAIL: "fail", KILL: "kill"}

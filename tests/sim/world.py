@@ -35,12 +35,13 @@ from mx_webhooks.admin import Admin, AdminConfig, AdminError
 from mx_webhooks.consumer import Consumer, ConsumerConfig
 from mx_webhooks.events import InvalidEvent, parse_event
 from mx_webhooks.ingest import IngestConfig, Ingestor
-from mx_webhooks.registry import PermanentError, Registry
+from mx_webhooks.registry import Deferred, PermanentError, Registry
 from mx_webhooks.store import COMPLETED, FAILED, IGNORED, IN_PROGRESS, QUEUED, EventStore, from_item
 from tests.sim.aws import DynamoProxy, FakeSNS, FakeSQS, Message
 from tests.sim.sched import FAIL, FAULT_NAMES, KILL, LOST, LOST_FINAL, OK, Actor, Scheduler, SimTime, VirtualClock
 
 WAITING = "WAITING"  # held behind an earlier event of its entity (where the store has that status)
+PARKED = "PARKED"  # in the DLQ, recorded and alerted; nobody retries it by itself
 REGION = "us-east-1"
 TOPIC_ARN = f"arn:aws:sns:{REGION}:123456789012:alerts"
 LOCAL_SECRETS = json.dumps({"default": [samples.LOCAL_SECRET], "requests": ["requests-new", "requests-old"]})
@@ -272,6 +273,10 @@ class World:
             self.sqs,
             self.sns,
         )
+        # The handlers of an event go through the consumer's handler pool (the same code path as
+        # in Lambda: submit, checkpoint a success while others still run, finish), run inline:
+        # one thread at a time is the rule, and the scheduler pauses each handler like any call.
+        self.consumer._handler_pool = InlineExecutor()
         ingest_sqs = FakeSQS.__new__(FakeSQS)
         ingest_sqs.__dict__.update({**self.sqs.__dict__, "attempts": INGEST_ATTEMPTS})
         self.ingestor = Ingestor(
@@ -389,7 +394,7 @@ class World:
     def settled(record: dict[str, Any] | None) -> bool:
         if record is None:
             return False
-        return record.get("status") in FINISHED or (record.get("status") == FAILED and bool(record.get("parked")))
+        return record.get("status") in (*FINISHED, PARKED)
 
     def copies(self, key: str, *, besides: Message | None = None) -> list[Message]:
         found = []
@@ -432,11 +437,12 @@ class World:
         self.violation(f"invariant 1: deleted the last message of {key} from {where} while it is {state}")
 
     _ALLOWED = {
-        None: {IN_PROGRESS, IGNORED, FAILED, WAITING},
-        IN_PROGRESS: {IN_PROGRESS, COMPLETED, FAILED, QUEUED, IGNORED},
-        FAILED: {FAILED, IN_PROGRESS, QUEUED, IGNORED, WAITING},
-        QUEUED: {QUEUED, IN_PROGRESS, IGNORED, FAILED, WAITING},  # FAILED: parked (an invalid delivery, the sweep)
-        WAITING: {WAITING, IN_PROGRESS, IGNORED, QUEUED, FAILED},
+        None: {IN_PROGRESS, IGNORED, PARKED, WAITING},  # PARKED: an invalid delivery, the DLQ sweep
+        IN_PROGRESS: {IN_PROGRESS, COMPLETED, FAILED, PARKED, QUEUED, IGNORED, WAITING},  # WAITING: deferred
+        FAILED: {FAILED, IN_PROGRESS, QUEUED, IGNORED, WAITING, PARKED},  # PARKED: by the queue, the sweep
+        QUEUED: {QUEUED, IN_PROGRESS, IGNORED, PARKED, WAITING},  # PARKED: an invalid delivery, the sweep
+        WAITING: {WAITING, IN_PROGRESS, IGNORED, QUEUED, PARKED},
+        PARKED: {PARKED, IN_PROGRESS, QUEUED, WAITING},  # back by a redrive or an operator's retry
         COMPLETED: {COMPLETED, QUEUED},  # QUEUED: only by a forced retry
         IGNORED: {IGNORED, QUEUED},
     }
@@ -446,8 +452,10 @@ class World:
         self, key: str, call: dict[str, Any], before_item: dict[str, Any] | None, after_item: dict[str, Any] | None
     ) -> None:
         """Invariant 3, checked at every applied write: no record goes back to an earlier state."""
-        if key.startswith(f"sweep{normalize.SCOPE_SEPARATOR}"):
-            return  # the stalled-claim sweep's watermark (EventStore.advance_sweep_mark): not an event record
+        if key.startswith((f"sweep{normalize.SCOPE_SEPARATOR}", EventStore.BREAKER_PREFIX)):
+            # the stalled-claim sweep's watermark (EventStore.advance_sweep_mark), a circuit
+            # breaker's last transition (EventStore.record_breaker): not event records
+            return
         actor = self.scheduler.current()
         who = actor.name if actor else "main"
         if after_item is None:
@@ -474,8 +482,8 @@ class World:
             self.violation(f"invariant 3: {key} went {bs} -> {as_}")
         if bs == COMPLETED and as_ == QUEUED and (a.get("handlers") or {}):
             self.violation(f"invariant 3: {key} went COMPLETED -> QUEUED without force (handlers kept)")
-        if bs in (None, QUEUED, WAITING) and as_ == FAILED and not a.get("parked"):
-            self.violation(f"invariant 3: {key} went {bs} -> FAILED but not parked")
+        if as_ == PARKED and not a.get("parked"):
+            self.violation(f"invariant 3: {key} went {bs} -> PARKED without its parked flag")
         if as_ in FINISHED and a.get("parked") and not (bs in FINISHED and b.get("parked")):
             self.violation(f"invariant 3: {key} went {bs} -> {as_} but is still marked parked")
         if int(a.get("attempts", 0)) < int(b.get("attempts", 0)):
@@ -536,7 +544,8 @@ class World:
             if decision == LOST_FINAL:
                 if permanent:
                     raise PermanentError(f"{name}: downstream refused the data (422)")
-                raise RuntimeError(f"{name}: connection reset")
+                # its integration's circuit breaker is open: not called, deferred (not an attempt)
+                raise Deferred(name, 30.0, f"{name}: circuit open; not called")
             if decision == FAIL:
                 raise RuntimeError(f"{name}: downstream error page <html>" + "x" * 300_000 + "</html>")
             self._on_handler_done(name, event)
@@ -860,12 +869,10 @@ class World:
             elif status == IGNORED:
                 if sent.delivery.handlers:
                     self.violation(f"invariant 2: {key} is IGNORED but has handlers {sent.delivery.handlers}")
-            elif status == FAILED and record and record.get("parked"):
+            elif status == PARKED:
                 if key not in alerted:
-                    self.violation(
-                        f"invariant 2: {key} was parked by the consumer (FAILED, parked) but no alert names it"
-                    )
-            elif status in (None, FAILED) and key in dlq:
+                    self.violation(f"invariant 2: {key} was parked by the consumer (PARKED) but no alert names it")
+            elif status in (None, FAILED, WAITING) and key in dlq:
                 if key not in alerted:
                     self.violation(
                         f"invariant 2: {key} reached the DLQ through the queue's redrive policy "

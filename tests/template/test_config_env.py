@@ -38,6 +38,10 @@ CODE_DEFAULTS = {
         "FOLLOW_UP_FIELD": "the MaintainX custom field the follow-up rule reads",
         "HTTP_RETRY_BUDGET_SECONDS": "12 s per handler call: well inside the 60 s timeout",
         "HTTP_MAX_ATTEMPTS": "4 attempts inside that budget",
+        "BREAKER_FAILURE_THRESHOLD": "3 failed calls in a row open an integration's circuit breaker",
+        "BREAKER_COOL_DOWN_SECONDS": "60 s first cool-down, doubled by each failed probe",
+        "BREAKER_MAX_COOL_DOWN_SECONDS": "3600 s: one probe an hour in a long outage (under 10 calls in 2 h)",
+        "DEFER_LIMIT_HOURS": "72 h: a deferred message is parked before the queue's 4-day retention",
     },
     "AdminFunction": {
         "STALLED_AFTER_SECONDS": "900 s: above the queue's 360 s visibility timeout",

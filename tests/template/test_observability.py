@@ -281,7 +281,7 @@ def test_every_admin_route_requires_iam_and_the_webhook_routes_stay_public(templ
                 resource["Properties"][key] = "s3://bucket/key.zip"
     resources = transform(template, {}, _NoManagedPolicies())["Resources"]
 
-    # Then every admin route is SigV4 (AWS_IAM), all eight of them, on an API with no open route
+    # Then every admin route is SigV4 (AWS_IAM), all nine of them, on an API with no open route
     admin_paths = resources["AdminApi"]["Properties"]["Body"]["paths"]
     routes = {
         (method.upper(), path): op.get("security") for path, ops in admin_paths.items() for method, op in ops.items()
@@ -295,6 +295,7 @@ def test_every_admin_route_requires_iam_and_the_webhook_routes_stay_public(templ
         ("GET", "/admin/dlq"),
         ("POST", "/admin/dlq/redrive"),
         ("GET", "/admin/stats"),
+        ("GET", "/admin/integrations"),
     }
     assert all(security == [{"AWS_IAM": []}] for security in routes.values()), routes
     # and MaintainX's routes carry no IAM auth (they are verified by signature instead)
@@ -333,3 +334,31 @@ def test_ingest_cold_start_loads_no_tracing_sdk_while_admin_traces(tmp_path):
     # Then ingest stays free of the X-Ray SDK, and the admin function does load it
     assert loads_xray("ingest_handler") is False
     assert loads_xray("admin_handler") is True
+
+
+@pytest.mark.parametrize("function", ["IngestFunction", "ConsumerFunction"])
+def test_delivery_path_functions_log_json_without_platform_lines_and_keep_info(template, function):
+    """No START/END/REPORT per invocation (SystemLogLevel WARN), and an application level
+    that never drops INFO: EMF lines carry no "level", which Lambda counts as INFO."""
+    config = template["Resources"][function]["Properties"]["LoggingConfig"]
+    assert config["LogFormat"] == "JSON" and config["SystemLogLevel"] == "WARN"
+    condition, when_true, otherwise = config["ApplicationLogLevel"]["Fn::If"]
+    assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": "LogLevel"}, "DEBUG"]}
+    assert (when_true, otherwise) == ("DEBUG", "INFO")
+
+
+def test_the_cost_model_reads_platform_and_access_log_bytes_from_the_template():
+    from devtools.bench import cost
+
+    assert cost.platform_log_bytes("IngestFunction") == cost.platform_log_bytes("ConsumerFunction") == 0
+    assert cost.platform_log_bytes("AdminFunction") > 0  # text format: START/END/REPORT
+    fmt = load_template()["Resources"]["WebhookApi"]["Properties"]["AccessLogSettings"]["Format"]
+    assert cost.access_log_bytes() == len(_access_log_line_text(fmt)) + cost.LOG_EVENT_OVERHEAD_BYTES
+
+
+def _access_log_line_text(log_format: str) -> str:
+    from devtools.bench.cost import ACCESS_LOG_SAMPLE
+
+    line = re.sub(r"\$context\.([\w.]+)", lambda m: ACCESS_LOG_SAMPLE[f"$context.{m[1]}"], log_format)
+    json.loads(line)  # still a JSON object
+    return line

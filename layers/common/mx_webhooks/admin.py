@@ -55,6 +55,7 @@ from pydantic import BaseModel, Field
 
 from mx_webhooks import normalize
 from mx_webhooks.alerts import publish_alert
+from mx_webhooks.breaker import INTEGRATIONS
 from mx_webhooks.events import InvalidEvent, parse_event
 from mx_webhooks.normalize import DEFAULT_SOURCE
 from mx_webhooks.observability import emit, logger
@@ -67,6 +68,7 @@ from mx_webhooks.store import (
     IGNORED,
     IN_PROGRESS,
     LISTED,
+    PARKED,
     QUEUED,
     RECENT_INDEX,
     STATUSES,
@@ -728,7 +730,7 @@ class Admin:
     ) -> dict[str, Any]:
         """Re-enqueue every event that needs it, first seen since ``since``, oldest first, at most ``limit``.
 
-        That is: FAILED events; QUEUED ones whose retry message was lost (still QUEUED
+        That is: FAILED and PARKED events; QUEUED ones whose retry message was lost (still QUEUED
         ``STRANDED_AFTER_SECONDS`` after the request); IN_PROGRESS ones whose holder was
         stopped (lease ended ``stalled_after_seconds`` ago, nobody took over).
         """
@@ -830,6 +832,7 @@ class Admin:
                 event_id=event_id,
                 event_type=str(item.get("eventType") or normalize.UNKNOWN_TYPE),
                 error=reason,
+                status=PARKED,  # what the record says now (admin list --status PARKED)
             )
         return {"marked": marked, "alertedFromDLQ": self._sweep_dlq()}
 
@@ -916,6 +919,7 @@ class Admin:
                 event_id=event_id,
                 event_type=str(message.get("eventType") or item.get("eventType") or normalize.UNKNOWN_TYPE),
                 error=reason,
+                status=PARKED,  # what the record says now (admin list --status PARKED)
             )
             meta = {"eventType": message.get("eventType"), "source": message.get("source")}
             if self.store.park_by_queue(event_id, meta, reason=reason, now=self.clock()):
@@ -956,6 +960,7 @@ class Admin:
             event_id=key,
             event_type=str(meta["eventType"]),
             error=reason,
+            status=PARKED,  # what the record says now (admin list --status PARKED)
         )
         self.store.mark_alerted(key, now=self.clock())
         return True
@@ -1047,6 +1052,36 @@ class Admin:
         settled = series.get(str(item.get("updatedAt") or item.get("firstSeenAt", ""))[:13])
         if outcome and settled is not None:
             settled[outcome] += 1
+
+    # -- integrations ----------------------------------------------------------------------------
+    def integrations(self) -> dict[str, Any]:
+        """Each integration's circuit breaker as a consumer last recorded it (``GET /admin/integrations``).
+
+        One BatchGetItem of the ``breaker~<name>`` items (``EventStore.record_breaker``), no
+        Scan, no index. Each container has its own breaker; the record is the latest
+        transition of any of them. ``state``: OPEN, HALF_OPEN (a probe is out) or CLOSED;
+        an integration with no record has never opened (CLOSED, ``since`` null). ``expired``:
+        OPEN, but ``until`` has passed: the next call probes, so treat it as probing.
+        """
+        now = self.clock()
+        records = self.store.breaker_records(list(INTEGRATIONS))
+        items = []
+        for name in INTEGRATIONS:
+            record = records.get(name) or {}
+            state = str(record.get("breakerState") or "CLOSED")
+            until = str(record["openUntil"]) if state == "OPEN" and record.get("openUntil") else None
+            items.append(
+                {
+                    "name": name,
+                    "state": state,
+                    "since": record.get("changedAt"),
+                    "until": until,
+                    "expired": bool(until and until <= _iso_now(now)),
+                    "reason": record.get("reason") or None,
+                    "retryAfterSeconds": plain(record.get("retryAfterSeconds")),
+                }
+            )
+        return {"at": _iso_now(now), "items": items}
 
     # -- DLQ -------------------------------------------------------------------------------------
     def dlq_depth(self) -> int:

@@ -3,16 +3,26 @@
 Per SQS batch (``ReportBatchItemFailures``):
 
 1. Parse every record into a ``WebhookEvent``. An unparseable or invalid one is a
-   permanent error: recorded FAILED with its reason, sent to the DLQ now, acked.
+   permanent error: recorded PARKED with its reason (under a key of its own), sent to
+   the DLQ now, acked.
 2. Group records by entity (work order, work request); each group runs in
    ``occurredAt`` order, groups run concurrently. When a record of a group fails,
-   the later records of that group are returned to the queue unprocessed, so one
-   entity's events are never applied out of order.
+   the later records of that group are held: recorded WAITING (``waitingFor``), logged,
+   and returned to the queue on the backoff schedule, so within a batch one entity's
+   events are never applied out of order. Across batches there is no such order; a
+   ``latest_only`` handler is protected by its per-entity watermark instead.
 3. Per event: claim it in EventsTable (one conditional write), run the handlers
-   that have not yet succeeded, record the outcome (one write).
-4. A failed record goes back through ``batchItemFailures``; its visibility timeout
-   is stretched exponentially by its receive count. On the last allowed receive an
-   alert is published on AlertsTopic; the queue's redrive then parks it in the DLQ.
+   that have not yet succeeded, side by side in a thread pool (each with what is left
+   of the invocation's time), record each one's outcome (one write at the end, plus a
+   checkpoint for a non-idempotent handler that succeeded while another still ran).
+4. The event's status follows from its handlers: COMPLETED when every one succeeded or
+   was skipped (stale); FAILED while some will be retried; PARKED (DLQ + record + alert)
+   once some are parked and none is left to retry; WAITING when the only ones left were
+   deferred by an open circuit breaker (``mx_webhooks.breaker``): not called, not counted
+   as an attempt.
+5. A failed record goes back through ``batchItemFailures``; its visibility timeout
+   is stretched exponentially by its receive count. When the retry schedule is used up
+   the consumer parks it itself; the queue's redrive is only a backstop.
 
 Why not Powertools' ``BatchProcessor``: it runs records one after another (or in
 asyncio, which boto3 cannot use), and cannot hold a group back when an earlier event
@@ -23,12 +33,15 @@ classes; the concurrency is a thread pool, since every step is I/O on boto3 clie
 
 from __future__ import annotations
 
+import contextvars
+import math
 import random
+import threading
 import time
 import traceback
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -37,16 +50,28 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, Field
 
-from mx_webhooks import normalize
+from mx_webhooks import breaker, normalize
 from mx_webhooks.alerts import publish_alert
 from mx_webhooks.events import InvalidEvent, WebhookEvent, parse_event
 from mx_webhooks.handlers import DEFAULT_MODULES
-from mx_webhooks.observability import emit, log_with_metrics, logger, metrics_batch
+from mx_webhooks.observability import (
+    current_batch,
+    current_sink,
+    emit,
+    invocation_metrics,
+    joined_batch,
+    joined_sink,
+    log_with_metrics,
+    logger,
+    metrics_batch,
+)
 from mx_webhooks.queues import EventQueues
-from mx_webhooks.registry import Handler, PermanentError, Registry
+from mx_webhooks.registry import Deferred, Handler, PermanentError, Registry
 from mx_webhooks.store import (
     COMPLETED,
     FAILED,
+    PARKED,
+    WAITING,
     Claim,
     ClaimKind,
     EventStore,
@@ -88,6 +113,16 @@ class ConsumerConfig(BaseModel):
     max_workers: int = Field(default=10, ge=1, le=64, alias="CONSUMER_MAX_WORKERS")
     time_margin_ms: int = Field(default=3000, ge=0, alias="HANDLER_TIME_MARGIN_MS")
     handler_modules: str = Field(default=DEFAULT_MODULES, alias="HANDLER_MODULES")
+    # The circuit breaker of each integration (``mx_webhooks.breaker``): failed calls in a
+    # row that open it, its first cool-down, and the longest one (it doubles per failed probe).
+    breaker_failure_threshold: int = Field(default=3, ge=1, le=100, alias="BREAKER_FAILURE_THRESHOLD")
+    breaker_cool_down_seconds: float = Field(default=60, gt=0, alias="BREAKER_COOL_DOWN_SECONDS")
+    breaker_max_cool_down_seconds: float = Field(
+        default=3600, gt=0, le=MAX_VISIBILITY_SECONDS, alias="BREAKER_MAX_COOL_DOWN_SECONDS"
+    )
+    # Deferred tries do not count towards ``retry_attempts``; a message deferred this long
+    # (by its SentTimestamp) is parked anyway, well before the queue's 4-day retention drops it.
+    defer_limit_hours: float = Field(default=72, gt=0, le=96, alias="DEFER_LIMIT_HOURS")
 
     model_config = {"populate_by_name": True, "extra": "ignore"}
 
@@ -95,6 +130,14 @@ class ConsumerConfig(BaseModel):
     def last_attempt(self) -> int:
         """The receive on which a still-failing event is parked by the consumer."""
         return min(self.retry_attempts, self.max_receive_count)
+
+    @property
+    def breaker_settings(self) -> breaker.BreakerSettings:
+        return breaker.BreakerSettings(
+            failure_threshold=self.breaker_failure_threshold,
+            cool_down_seconds=self.breaker_cool_down_seconds,
+            max_cool_down_seconds=max(self.breaker_cool_down_seconds, self.breaker_max_cool_down_seconds),
+        )
 
 
 def client_config(config: ConsumerConfig) -> Any:
@@ -127,6 +170,7 @@ class Result(StrEnum):
     FAILED = "failed"  # back to the queue with backoff
     PARKED = "parked"  # in the DLQ now, recorded
     HELD = "held"  # behind a failed event of the same entity: back to the queue
+    DEFERRED = "deferred"  # its only handlers left wait for an open circuit: back, not counted
 
 
 class HeldClaim:
@@ -144,6 +188,21 @@ class HeldClaim:
         self.results: dict[str, HandlerResult] = {}  # handler results not yet written
         self.written: dict[str, HandlerResult] = {}  # checkpointed during this attempt
         self.open = True
+        self.lock = threading.Lock()  # handlers of one event report from several threads
+        self.sealed = False  # the attempt is being finished: a handler still running is too late
+
+    def record(self, handler: str, result: HandlerResult) -> bool:
+        """Keep one handler's result for the finish; False when it came after the deadline."""
+        with self.lock:
+            if self.sealed:
+                return False
+            self.results[handler] = result
+            return True
+
+    def seal(self) -> dict[str, HandlerResult]:
+        with self.lock:
+            self.sealed = True
+            return dict(self.results)
 
     def close(self) -> None:
         self.open = False
@@ -152,11 +211,32 @@ class HeldClaim:
         """Write one handler's success now, so a crash after it does not rerun it."""
         # Dropped from the pending results only once written: if the write fails, the
         # release that follows still records this handler's success.
-        self.store.checkpoint(self.event_id, self.token, handler, self.results[handler])
-        self.written[handler] = self.results.pop(handler)
+        with self.lock:
+            result = self.results[handler]
+        self.store.checkpoint(self.event_id, self.token, handler, result)
+        with self.lock:  # unless the deadline replaced it meanwhile (then the finish records that)
+            if self.results.get(handler) is result:
+                self.written[handler] = self.results.pop(handler)
 
-    def finish(self, *, status: str, error: str | None = None, parked: bool = False) -> None:
-        self.store.finish(self.event_id, self.token, status=status, results=self.results, error=error, parked=parked)
+    def finish(
+        self,
+        *,
+        status: str,
+        error: str | None = None,
+        parked: bool = False,
+        waiting_for: str | None = None,
+        deferred: bool = False,
+    ) -> None:
+        self.store.finish(
+            self.event_id,
+            self.token,
+            status=status,
+            results=self.results,
+            error=error,
+            parked=parked,
+            waiting_for=waiting_for,
+            deferred=deferred,
+        )
         self.close()
 
     def release(self, error: str) -> None:
@@ -183,7 +263,7 @@ class Outcome:
     def retry(self) -> bool:
         """Goes back to the queue. "busy" too: another worker holds the event, which is not
         finished; deleting this copy could delete the one its holder needs to retry."""
-        return self.result in (Result.FAILED, Result.HELD, Result.BUSY)
+        return self.result in (Result.FAILED, Result.HELD, Result.BUSY, Result.DEFERRED)
 
 
 @dataclass(slots=True)
@@ -204,6 +284,11 @@ class _Item:
     @property
     def message_id(self) -> str:
         return str(self.record.get("messageId", ""))
+
+    def age_seconds(self, now: float) -> float:
+        """Since the message was sent (SQS's SentTimestamp); 0 when unknown."""
+        sent = str((self.record.get("attributes") or {}).get("SentTimestamp") or "")
+        return max(0.0, now - int(sent) / 1000) if sent.isdigit() else 0.0
 
 
 def _attribute(record: dict[str, Any], name: str) -> str | None:
@@ -234,9 +319,32 @@ class Consumer:
         # Kept for the container's life: starting ten threads per batch cost more CPU
         # than the batch's own Python work (docs/benchmarks.md, row 4).
         self._pool = ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="consumer")
+        # The handlers of one event, side by side. Its own pool: a record's thread waits on
+        # these, and sharing one pool could leave them queued behind the waiting records.
+        self._handler_pool: Any = ThreadPoolExecutor(
+            max_workers=min(64, config.max_workers * 4), thread_name_prefix="handler"
+        )
+        breaker.configure(config.breaker_settings, recorder=self.record_breaker)
+
+    def record_breaker(self, transition: breaker.Transition) -> None:
+        """A breaker's transition, recorded for operators (``GET /admin/integrations``); one
+        conditional write per transition. A failure is logged by the breaker, never raised."""
+        self.store.record_breaker(
+            transition.integration,
+            transition.state.name,
+            at=transition.at,
+            open_until=transition.open_until,
+            reason=transition.reason,
+            retry_after=transition.retry_after,
+        )
 
     # -- batch -------------------------------------------------------------------------------
     def process_batch(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        """One SQS batch: a log line per record, the batch's metrics in one EMF write at the end."""
+        with invocation_metrics():
+            return self._process_batch(event, context)
+
+    def _process_batch(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         items = [self._parse(record) for record in event.get("Records") or []]
         groups: dict[str, list[_Item]] = defaultdict(list)
         for item in items:
@@ -251,7 +359,13 @@ class Consumer:
             for group in groups.values():
                 outcomes.extend(self._run_group(group, context))
         else:
-            for result in self._pool.map(lambda g: self._run_group(g, context), list(groups.values())):
+            sink = current_sink()
+
+            def run_group(group: list[_Item]) -> list[Outcome]:
+                with joined_sink(sink):
+                    return self._run_group(group, context)
+
+            for result in self._pool.map(run_group, list(groups.values())):
                 outcomes.extend(result)
         failures = [{"itemIdentifier": o.message_id} for o in outcomes if o.retry]
         return {"batchItemFailures": failures}
@@ -282,9 +396,16 @@ class Consumer:
                 except Exception:  # the record is a view of the wait; the message is what keeps it
                     logger.warning("could not record the wait", exc_info=True)
                 self._after_failure(item, held)
-                logger.info(
+                logger.info(  # with its outcome: the local console prints it as a "held" line
                     "event held",
-                    extra={"event_id": event.event_id, "waiting_for": blocked_by, "receive_count": item.receive_count},
+                    extra={
+                        "event_id": event.event_id,
+                        "event_type": event.type,
+                        "outcome": Result.HELD,
+                        "waiting_for": blocked_by,
+                        "receive_count": item.receive_count,
+                        "error": held.error,
+                    },
                 )
                 outcomes.append(held)
                 continue
@@ -317,8 +438,9 @@ class Consumer:
             event_type=outcome.event_type,
             outcome=outcome.result,
             duration_ms=outcome.duration_ms,
-            receive_count=item.receive_count,
-            attempts=outcome.attempts,
+            # absent when 1 (the happy path): "no receive_count" reads as the first receive
+            receive_count=item.receive_count if item.receive_count != 1 else None,
+            attempts=outcome.attempts if outcome.attempts != 1 else None,
             error=outcome.error,
         )
         logger.thread_safe_remove_keys(["event_id", "correlation_id"])
@@ -368,18 +490,21 @@ class Consumer:
         states = {**claim.handler_states, **{name: r.status for name, r in ran.items()}}
         settled = (HandlerStatus.SUCCEEDED, HandlerStatus.SKIPPED, HandlerStatus.PARKED)
         failing = [h.name for h in handlers if states.get(h.name) not in settled]
-        last = item.receive_count >= self.config.last_attempt
+        deferred = {name: r for name, r in held.results.items() if r.deferred}
+        only_deferred = bool(failing) and all(name in deferred for name in failing)
+        too_long = only_deferred and item.age_seconds(time.time()) >= self.config.defer_limit_hours * 3600
+        if only_deferred and not too_long:
+            return self._defer(item, event, held, deferred)
+        # Attempts spent: the receives less those deferred by an open circuit (not tried at all).
+        spent = item.receive_count - len(claim.item.get("deferredClaims") or ())
+        last = spent >= self.config.last_attempt or too_long
         if failing and last:  # the retry schedule is used up: those handlers are parked too
             for name in failing:
                 result = held.results.get(name) or HandlerResult(status=HandlerStatus.FAILED, duration_ms=0)
                 result.status = HandlerStatus.PARKED
-                result.error = f"out of retries after {item.receive_count} attempts: {errors.get(name, 'not run')}"
+                result.error = f"out of retries after {spent} attempts: {errors.get(name, 'not run')}"
                 held.results[name] = result
-        parked = [
-            h.name
-            for h in handlers
-            if held.results.get(h.name, None) is not None and held.results[h.name].status == HandlerStatus.PARKED
-        ]
+        parked = [name for name, result in held.results.items() if result.status == HandlerStatus.PARKED]
         parked += [n for n, st in claim.handler_states.items() if st == HandlerStatus.PARKED and n not in held.results]
         error = "; ".join(f"{name}: {text}" for name, text in errors.items()) or None
 
@@ -397,12 +522,25 @@ class Consumer:
         # Every handler succeeded or is parked, and some are: park the event (DLQ, alert).
         reason = error or "parked handlers: " + ", ".join(sorted(set(parked)))
         if failing:
-            reason = f"out of retries after {item.receive_count} attempts: {reason}"
-        held.finish(status=FAILED, error=reason, parked=True)
+            reason = f"out of retries after {spent} attempts: {reason}"
+        held.finish(status=PARKED, error=reason, parked=True)
         if failing:
             emit("EventFailed", eventType=metric_type)
             return self._send_to_dlq(item, event.event_id, event.type, reason, headline=OUT_OF_RETRIES)
         return self._send_to_dlq(item, event.event_id, event.type, reason)
+
+    def _defer(self, item: _Item, event: WebhookEvent, held: HeldClaim, deferred: dict[str, HandlerResult]) -> Outcome:
+        """Every handler left was deferred by an open circuit: recorded WAITING with the reason,
+        back no sooner than the circuit's end, and not counted as an attempt (its claim token
+        joins ``deferredClaims``)."""
+        integrations = sorted({str(r.deferred) for r in deferred.values()})
+        reason = "; ".join(f"{name}: {r.error}" for name, r in sorted(deferred.items()))
+        held.finish(
+            status=WAITING, error=reason, waiting_for=", ".join(integrations) + " (circuit open)", deferred=True
+        )
+        outcome = Outcome(item.message_id, event.event_id, event.type, Result.DEFERRED, reason)
+        outcome.not_before = min(MAX_VISIBILITY_SECONDS, math.ceil(max(r.retry_in for r in deferred.values())))
+        return outcome
 
     @staticmethod
     def _pending(handlers: list[Handler], claim: Claim) -> list[Handler]:
@@ -420,32 +558,76 @@ class Consumer:
     def _run_pending(
         self, event: WebhookEvent, pending: list[Handler], held: HeldClaim, context: Any
     ) -> dict[str, str]:
-        """Run every pending handler, in order, whatever the others do: one failing integration
+        """Run every pending handler, side by side, whatever the others do: one failing integration
         never blocks another. A ``PermanentError`` parks that handler alone.
+
+        Each handler has what is left of the invocation (less ``time_margin_ms``), not a
+        share of it. One still running then is recorded FAILED and retried (its thread
+        cannot be stopped; should it still finish its work, the retry runs it again: at
+        least once). A non-idempotent handler that succeeds while another non-idempotent
+        one still runs is checkpointed at once, so that the other's crash or timeout does
+        not rerun it; idempotent ones still running do not cost a checkpoint (a crash
+        while they finish reruns it: the window the sequential design had before its
+        finish write, widened by their run time), which keeps a typical event at two writes.
 
         Returns each failed (or not started) handler's error.
         """
-        errors: dict[str, str] = {}
-        for index, handler in enumerate(pending):
-            remaining = context.get_remaining_time_in_millis() if context is not None else None
-            if remaining is not None and remaining < self.config.time_margin_ms:
-                for skipped in pending[index:]:
-                    errors[skipped.name] = f"not started: {remaining} ms left in this invocation"
-                break
-            if handler.latest_only and self._stale(handler, event):
-                held.results[handler.name] = HandlerResult(
-                    status=HandlerStatus.SKIPPED, duration_ms=0, error=f"stale: a newer event of {event.entity_key}"
-                )
-                continue
-            result = self._run_handler(handler, event)
-            held.results[handler.name] = result
-            if result.status != HandlerStatus.SUCCEEDED:
-                if result.permanent:
-                    result.status = HandlerStatus.PARKED
-                errors[handler.name] = result.error or "failed"
-            elif index + 1 < len(pending) and not handler.idempotent:
+        remaining = context.get_remaining_time_in_millis() if context is not None else None
+        if remaining is not None and remaining < self.config.time_margin_ms:
+            return {h.name: f"not started: {remaining} ms left in this invocation" for h in pending}
+        running = _Countdown(sum(1 for h in pending if not h.idempotent))  # non-idempotent ones
+        batch = current_batch()
+
+        def run(handler: Handler) -> None:
+            if held.sealed:  # queued past the deadline: the attempt was finished; never run unclaimed
+                return
+            with joined_batch(batch):
+                result = self._run_or_skip(handler, event)
+            others_running = not handler.idempotent and running.finished()
+            if not held.record(handler.name, result):
+                return  # past the deadline: the attempt was finished without it
+            if result.status == HandlerStatus.SUCCEEDED and others_running:
                 held.checkpoint(handler.name)
+
+        if len(pending) == 1:  # nothing to overlap with: no thread
+            run(pending[0])
+            return self._errors(pending, held.seal(), held)
+        futures: dict[Future[None], Handler] = {}
+        for handler in pending:  # a fresh context each: the logger's keys (event id) follow
+            futures[self._handler_pool.submit(contextvars.copy_context().run, run, handler)] = handler
+        budget = None if remaining is None else (remaining - self.config.time_margin_ms) / 1000
+        done, late = wait(futures, timeout=budget)
+        results = held.seal()
+        for future in late:
+            name = futures[future].name
+            late_ms = int((budget or 0) * 1000)
+            results[name] = held.results[name] = HandlerResult(
+                status=HandlerStatus.FAILED, duration_ms=late_ms, error="still running at the deadline"
+            )
+        problem = next((f.exception() for f in done if f.exception() is not None), None)
+        if problem is not None:  # a checkpoint write failed: release the claim with what we have
+            raise problem
+        return self._errors(pending, results, held)
+
+    @staticmethod
+    def _errors(pending: list[Handler], results: dict[str, HandlerResult], held: HeldClaim) -> dict[str, str]:
+        """Each failed handler's error; a ``PermanentError`` parks its handler."""
+        errors: dict[str, str] = {}
+        for handler in pending:
+            result = results.get(handler.name) or held.written.get(handler.name)
+            if result is None or result.status in (HandlerStatus.SUCCEEDED, HandlerStatus.SKIPPED):
+                continue
+            if result.permanent:
+                result.status = HandlerStatus.PARKED
+            errors[handler.name] = result.error or "failed"
         return errors
+
+    def _run_or_skip(self, handler: Handler, event: WebhookEvent) -> HandlerResult:
+        if handler.latest_only and self._stale(handler, event):
+            return HandlerResult(
+                status=HandlerStatus.SKIPPED, duration_ms=0, error=f"stale: a newer event of {event.entity_key}"
+            )
+        return self._run_handler(handler, event)
 
     def _stale(self, handler: Handler, event: WebhookEvent) -> bool:
         """A ``latest_only`` handler has already handled a newer event of this entity."""
@@ -495,6 +677,18 @@ class Consumer:
         started = time.perf_counter()
         try:
             handler(event)
+        except Deferred as exc:  # its downstream is known to be down: not called
+            emit("EventDeferred", integration=exc.integration)
+            logger.info(
+                "handler deferred", extra={"handler": handler.name, "integration": exc.integration, "why": str(exc)}
+            )
+            return HandlerResult(
+                status=HandlerStatus.FAILED,
+                duration_ms=int((time.perf_counter() - started) * 1000),
+                error=f"deferred: {exc}",
+                deferred=exc.integration,
+                retry_in=exc.retry_in,
+            )
         except Exception as exc:
             duration = int((time.perf_counter() - started) * 1000)
             logger.warning(
@@ -574,6 +768,7 @@ class Consumer:
             event_id=event_id,
             event_type=event_type,
             error=reason,
+            status=PARKED,  # what the record says now (admin list --status PARKED)
             receiveCount=item.receive_count,
             retryAttempts=self.config.last_attempt,
         )
@@ -586,7 +781,7 @@ class Consumer:
         consumer could not even record it, e.g. DynamoDB down) is alerted here and left
         for the queue's redrive to park."""
         receive_count = item.receive_count
-        if receive_count >= self.config.max_receive_count and outcome.result == Result.FAILED:
+        if receive_count >= self.config.max_receive_count and outcome.result in (Result.FAILED, Result.DEFERRED):
             self._alert(outcome, receive_count)
             # Visible again now, so the queue's redrive moves it to the DLQ at the next receive;
             # left alone it would sit invisible for the rest of the queue's visibility timeout.
@@ -643,6 +838,20 @@ class Consumer:
             "payload": item.record.get("body"),
             "payloadSha": normalize.payload_digest(event.payload),
         }
+
+
+class _Countdown:
+    """How many of an event's non-idempotent handlers are still running (thread-safe)."""
+
+    def __init__(self, count: int) -> None:
+        self._left = count
+        self._lock = threading.Lock()
+
+    def finished(self) -> bool:
+        """One more finished; True while others still run."""
+        with self._lock:
+            self._left -= 1
+            return self._left > 0
 
 
 def _sort_time(event: WebhookEvent | None) -> float:

@@ -141,7 +141,8 @@ class Ingestor:
         # Until the event id is known (rejections), the API request id correlates the
         # log lines with the access log; from then on the event id, as in the consumer.
         request_id = (event.get("requestContext") or {}).get("requestId")
-        logger.append_keys(source=source, correlation_id=request_id)
+        # source absent on the lines of the default route (/webhooks/maintainx): bytes on every line
+        logger.append_keys(source=source if source != DEFAULT_SOURCE else None, correlation_id=request_id)
 
         raw = event.get("body") or ""
         body = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
@@ -202,7 +203,11 @@ class Ingestor:
 
         emit("WebhookEnqueued", eventType=_metric_type(event_type))
         log_with_metrics(
-            "webhook enqueued", event_type=event_type, scheme=verified.scheme, secret_index=verified.secret_index
+            "webhook enqueued",
+            event_type=event_type,
+            scheme=verified.scheme,
+            # absent for the current secret (index 0); during a rotation, lines with 1 show who still signs with the old
+            secret_index=verified.secret_index or None,
         )
         return response(202, {"received": True, "eventId": event_id})
 

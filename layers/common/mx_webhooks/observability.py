@@ -30,20 +30,33 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MaintainXWebhooks")
 
 # What the Powertools logger adds to every line that nobody reads line by line (measured
 # 3.3 KB of log per delivery before, docs/benchmarks.md): the log group already names the
-# function; its ARN and memory size are constants of the function; cold starts show in
-# Lambda's REPORT line (Init Duration). Dropped from every JSON line we write.
-UNREAD_KEYS = frozenset({"function_arn", "function_memory_size", "function_name", "cold_start"})
+# function; its ARN and memory size are constants of the function. Dropped from every
+# JSON line we write. ``cold_start`` is kept where true only (the first invocation of a
+# container): Lambda's REPORT line, which gave Init Duration, is no longer written.
+UNREAD_KEYS = frozenset({"function_arn", "function_memory_size", "function_name"})
+
+
+# Dropped from INFO lines only (second cut, 2026-11-28: docs/benchmarks.md row 7, README
+# "Log volume"): the source ``location``; ``service``, a constant of the log group (an EMF
+# document puts it back as its dimension); ``function_request_id``, Lambda's id of the
+# invocation, which served to join a line to the START/END/REPORT lines no longer written
+# (LoggingConfig SystemLogLevel WARN) and which X-Ray keeps. The correlation id names the
+# delivery. WARNING and ERROR lines keep all three, to join a failure to its invocation.
+INFO_UNREAD_KEYS = ("location", "service", "function_request_id")
 
 
 def _trimmed(record: dict[str, Any]) -> dict[str, Any]:
     """A log record without the keys no one reads: ``UNREAD_KEYS``; ``event_id`` where it
     repeats ``correlation_id`` (ingest and consumer lines: the event id is the correlation
-    id); the source ``location`` of INFO lines (kept on warnings and errors)."""
+    id); ``INFO_UNREAD_KEYS`` on INFO lines (kept on warnings and errors)."""
     trimmed = {k: v for k, v in record.items() if k not in UNREAD_KEYS}
     if trimmed.get("event_id") is not None and trimmed.get("event_id") == trimmed.get("correlation_id"):
         del trimmed["event_id"]
+    if trimmed.get("cold_start") is False:
+        del trimmed["cold_start"]
     if trimmed.get("level") == "INFO":
-        trimmed.pop("location", None)
+        for key in INFO_UNREAD_KEYS:
+            trimmed.pop(key, None)
     return trimmed
 
 
@@ -51,7 +64,18 @@ def _serialize(record: dict[str, Any]) -> str:
     return json.dumps(_trimmed(record), separators=(",", ":"), default=str)
 
 
-logger = Logger(service=SERVICE, json_serializer=_serialize)
+# RFC 3339 timestamps (2026-11-28T17:31:50.102+00:00): with the functions' JSON log format
+# (template.yaml LoggingConfig) Lambda reads "timestamp" and "level" from each line and
+# only parses RFC 3339; the Powertools default ("2026-11-28 17:31:50,102+0000") is not.
+logger = Logger(service=SERVICE, json_serializer=_serialize, use_rfc3339=True, utc=True)
+
+# Lambda's advanced logging controls set AWS_LAMBDA_LOG_LEVEL, which Powertools puts above
+# POWERTOOLS_LOG_LEVEL. The template keeps ApplicationLogLevel at INFO or DEBUG (EMF lines
+# carry no "level", so Lambda counts them INFO: a WARN filter would drop every metric), so a
+# LogLevel of WARNING or ERROR is applied here, on the logger itself.
+_wanted = logging.getLevelName(os.environ.get("POWERTOOLS_LOG_LEVEL", "").upper() or "NOTSET")
+if isinstance(_wanted, int) and _wanted > logger.log_level:
+    logging.getLogger(logger.name).setLevel(_wanted)
 
 # botocore logs whole request and response bodies at DEBUG, Secrets Manager's
 # SecretString included. Keep its loggers at INFO even when the root logger is set to
@@ -82,6 +106,8 @@ METRIC_CATALOG: dict[str, tuple[str, ...]] = {
     "EventRetried": (),
     "DLQRedriven": (),
     "ExampleHandled": ("eventType",),
+    "CircuitState": ("integration",),  # 0 closed, 1 half-open (probing), 2 open: at each change
+    "EventDeferred": ("integration",),  # a handler not called: its integration's circuit is open
 }
 
 
@@ -115,11 +141,19 @@ def emit(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count, **dim
     if unit.value not in _UNITS or isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"metric {name}: bad unit {unit!r} or value {value!r}")
     batch: list[tuple[str, float, str, dict[str, str]]] | None = getattr(_pending, "batch", None)
-    entry = (name, float(value), unit.value, {"service": SERVICE, **dimensions})
+    entry = (name, _compact(value), unit.value, {"service": SERVICE, **dimensions})
+    if batch is None:
+        batch = getattr(_pending, "sink", None)
     if batch is None:
         _write(_documents([entry]))
     else:
         batch.append(entry)
+
+
+def _compact(value: float) -> float:
+    """1 rather than 1.0, 1127.589 rather than 1127.5890000000001: bytes in every EMF line."""
+    value = round(float(value), 3)
+    return int(value) if value.is_integer() else value
 
 
 @contextlib.contextmanager
@@ -140,6 +174,11 @@ def metrics_batch() -> Iterator[None]:
     finally:
         batch, record = _pending.batch, _pending.record
         _pending.batch, _pending.record = previous
+        sink = getattr(_pending, "sink", None)
+        if sink is not None and batch:  # inside invocation_metrics(): written once, at its end
+            with _write_lock:
+                sink.extend(batch)
+            batch = []
         documents = _documents(batch) if batch else []
         if record is not None:
             if documents:
@@ -148,6 +187,63 @@ def metrics_batch() -> Iterator[None]:
                 documents = [record]
         if documents:
             _write(documents)
+
+
+@contextlib.contextmanager
+def invocation_metrics() -> Iterator[list[Any]]:
+    """The metrics of every ``metrics_batch`` inside it (this thread's, and those of threads
+    that ``joined_sink`` it) written as few EMF documents at its end: one per dimension
+    value set, each metric's values as an array (EMF takes up to 100 per metric).
+
+    The consumer wraps each invocation in it: each record still gets its own log line,
+    but the EMF directives (~450 bytes) are written once per batch instead of once per
+    record (docs/benchmarks.md, row 7). What that costs: an invocation killed by its
+    timeout loses the metrics of the records it had finished (their log lines are
+    written; Lambda's Errors metric counts the timeout; the records come back and count
+    as duplicates).
+    """
+    previous = getattr(_pending, "sink", None)
+    sink: list[Any] = []
+    _pending.sink = sink
+    try:
+        yield sink
+    finally:
+        _pending.sink = previous
+        if sink:
+            _write(_documents(sink))
+
+
+def current_sink() -> list[Any] | None:
+    """This thread's open ``invocation_metrics`` (None outside one), to hand to worker threads."""
+    return getattr(_pending, "sink", None)
+
+
+@contextlib.contextmanager
+def joined_sink(sink: list[Any] | None) -> Iterator[None]:
+    """In a worker thread: its record batches go to another thread's ``invocation_metrics``."""
+    previous = getattr(_pending, "sink", None)
+    _pending.sink = sink
+    try:
+        yield
+    finally:
+        _pending.sink = previous
+
+
+def current_batch() -> list[Any] | None:
+    """This thread's open ``metrics_batch`` (None outside one), to hand to worker threads."""
+    return getattr(_pending, "batch", None)
+
+
+@contextlib.contextmanager
+def joined_batch(batch: list[Any] | None) -> Iterator[None]:
+    """In a worker thread: this thread's metrics join ``batch``, another thread's open batch
+    (a handler run in the consumer's pool reports in its event's line). ``list.append`` is atomic."""
+    previous = getattr(_pending, "batch", None)
+    _pending.batch = batch
+    try:
+        yield
+    finally:
+        _pending.batch = previous
 
 
 def log_with_metrics(message: str, **fields: Any) -> None:
@@ -166,7 +262,7 @@ def log_with_metrics(message: str, **fields: Any) -> None:
     if logger.log_level > logging.INFO:
         return
     now = time.time()
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f",{int(now % 1 * 1000):03d}+0000"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}+00:00"
     # the logger's current keys minus its %-format placeholders (level, timestamp, location)
     keys = {k: v for k, v in logger.get_current_keys().items() if not (isinstance(v, str) and "%(" in v)}
     record = {**keys, "level": "INFO", "message": message, "timestamp": stamp, **fields}
@@ -185,6 +281,9 @@ def _also_to_other_handlers(message: str, fields: dict[str, Any]) -> None:
                 handler.handle(record)
 
 
+EMF_MAX_VALUES = 100  # values one metric may carry in one EMF document
+
+
 def _documents(entries: list[tuple[str, float, str, dict[str, str]]]) -> list[dict[str, Any]]:
     documents: list[dict[str, Any]] = []
     timestamp = int(time.time() * 1000)
@@ -193,7 +292,7 @@ def _documents(entries: list[tuple[str, float, str, dict[str, str]]]) -> list[di
             root = document
             if any(root.get(k, v) != v for k, v in dims.items()):
                 continue  # a dimension of the same name has another value here
-            if name in root and root["_dims"][name] != tuple(dims):
+            if name in root and (root["_dims"][name] != tuple(dims) or len(root[name]) >= EMF_MAX_VALUES):
                 continue
             break
         else:

@@ -1,6 +1,7 @@
 """Handler registry: ``@on("workorder.created")``, several handlers per type, ``*`` for all.
 
-A handler is a plain function taking a ``WebhookEvent``. The consumer records each
+A handler is a plain function taking a ``WebhookEvent``; the handlers of one event run
+side by side in the consumer's threads, whatever the others do. The consumer records each
 handler's success, and no retry, duplicate or redrive reruns a recorded success. What no
 design closes: an invocation that dies after a handler returned and before its success
 was written (a kill, a timeout, DynamoDB down for the whole attempt) runs it again. So a
@@ -21,6 +22,18 @@ HandlerFunc = Callable[[Any], Any]
 
 class PermanentError(Exception):
     """Raised by a handler when no retry can succeed (bad data, 4xx): park at once."""
+
+
+class Deferred(Exception):
+    """Raised instead of calling a downstream that is known to be down (its circuit breaker is
+    open, ``mx_webhooks.breaker``): the handler did not run. The consumer records the event
+    WAITING with this reason, brings it back no sooner than ``retry_in`` seconds (and on the
+    backoff schedule), and does not count the attempt towards the retry limit."""
+
+    def __init__(self, integration: str, retry_in: float, reason: str) -> None:
+        super().__init__(reason)
+        self.integration = integration
+        self.retry_in = retry_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +78,11 @@ class Registry:
         """Handlers subscribed to any of ``event_types`` or to ``*``: idempotent ones first.
 
         Each group keeps registration order. Handlers of one event are independent
-        (each runs once, a failure does not stop the record of the others' success),
-        so their order is ours to choose: running the ones that are safe to rerun
-        first means a checkpoint write is only needed between two handlers that are
-        not, which keeps a typical event at two DynamoDB writes.
+        (each runs once, a failure does not stop the record of the others' success)
+        and the consumer runs them side by side, starting them in this order. A
+        non-idempotent handler's success is checkpointed only when it finishes while
+        another non-idempotent one still runs, which keeps a typical event (one handler
+        with an outside effect, any number of idempotent ones) at two DynamoDB writes.
         """
         wanted = set(event_types) | {WILDCARD}
         matching = [h for h in self._handlers if wanted.intersection(h.types)]

@@ -7,7 +7,7 @@ checkpoints inside it, and a claim that costs one write. Two tables and two writ
 paths for one fact would drift. The claim follows the same conditional-write idea:
 
     attribute_not_exists(eventId)                       -- new
-    OR status IN (FAILED, QUEUED)                       -- failed before / retry asked
+    OR status IN (FAILED, QUEUED, WAITING, PARKED)      -- failed, retry asked, held, redriven
     OR (status = IN_PROGRESS AND leaseUntil < now)      -- the holder died
 
 Every later write is conditional on the claim's token, so a worker whose lease was
@@ -20,9 +20,10 @@ already holds that token is the write's own earlier success, not a refusal. The 
 also refuses an event id that the table holds for a different payload (``payloadSha``):
 "conflict", recorded under its own key by the consumer, never run on the other's record.
 
-DynamoDB calls: a new event costs 2 (claim, finish), plus one checkpoint after each
-non-idempotent handler that is followed by another; a duplicate costs 1 (the failed
-claim returns the old item); an event with no handler costs 1.
+DynamoDB calls: a new event costs 2 (claim, finish), plus one checkpoint per
+non-idempotent handler that succeeds while another non-idempotent one still runs, plus one
+watermark write per ``latest_only`` handler; a duplicate costs 1 (the failed claim
+returns the old item); an event with no handler costs 1.
 """
 
 from __future__ import annotations
@@ -42,17 +43,20 @@ from mx_webhooks.normalize import SCOPE_SEPARATOR
 
 
 class Status(StrEnum):
-    """An event's status. QUEUED (an operator asked for a retry) and FAILED may be claimed;
-    IN_PROGRESS only once its lease has ended; COMPLETED and IGNORED are final (a forced
-    admin retry aside). FAILED with ``parked`` set means nobody will retry it by itself."""
+    """An event's status, derived from its handlers' states. FAILED (some will be retried),
+    QUEUED (an operator asked for a retry), WAITING and PARKED may be claimed; IN_PROGRESS
+    only once its lease has ended; COMPLETED and IGNORED are final (a forced admin retry
+    aside). PARKED: in the DLQ, nobody will retry it by itself (a redrive or an operator's
+    retry will); the record also keeps ``parked`` set until it completes, so the attempt
+    that claims it back knows to rerun its parked handlers."""
 
     IN_PROGRESS = "IN_PROGRESS"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     IGNORED = "IGNORED"
     QUEUED = "QUEUED"
-    WAITING = "WAITING"  # held behind an earlier event of its work order or request (``waitingFor``)
-    PARKED = "PARKED"  # given up on: nobody retries it by itself (issue 12 makes it a status of its own)
+    WAITING = "WAITING"  # held behind an earlier event of its entity, or by an open circuit (``waitingFor``)
+    PARKED = "PARKED"  # given up on: nobody retries it by itself
 
 
 class HandlerStatus(StrEnum):
@@ -77,6 +81,7 @@ FAILED = Status.FAILED
 IGNORED = Status.IGNORED
 QUEUED = Status.QUEUED
 WAITING = Status.WAITING
+PARKED = Status.PARKED
 STATUSES = tuple(Status)
 
 INVALID_PREFIX = f"invalid{SCOPE_SEPARATOR}"
@@ -232,6 +237,8 @@ class HandlerResult:
     duration_ms: int
     error: str | None = None
     permanent: bool = False  # raised PermanentError: park, don't retry (not stored)
+    deferred: str | None = None  # not called: this integration's circuit is open (not stored)
+    retry_in: float = 0.0  # ...until then, in seconds (not stored)
     at: str = field(default_factory=lambda: _iso(time.time()))
 
     def to_value(self) -> dict[str, Any]:
@@ -286,6 +293,7 @@ class EventStore:
             ":failed": FAILED,
             ":queued": QUEUED,
             ":waiting": WAITING,
+            ":parked": PARKED,
             ":now": int(now),
             ":now_iso": _iso(now),
             ":shard": list_shard(meta),
@@ -327,7 +335,7 @@ class EventStore:
                 ConditionExpression=(
                     "attribute_not_exists(eventId) OR ("
                     + same_payload
-                    + " AND (#s IN (:failed, :queued, :waiting) OR (#s = :in_progress AND leaseUntil < :now)))"
+                    + " AND (#s IN (:failed, :queued, :waiting, :parked) OR (#s = :in_progress AND leaseUntil < :now)))"
                 ),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values),
@@ -393,9 +401,17 @@ class EventStore:
         results: dict[str, HandlerResult],
         error: str | None = None,
         parked: bool = False,
+        waiting_for: str | None = None,
+        deferred: bool = False,
         now: float | None = None,
     ) -> None:
-        """Record the outcome of this attempt and release the lease."""
+        """Record the outcome of this attempt and release the lease.
+
+        ``deferred``: the attempt ran nothing (every handler left waits for an open circuit);
+        its claim token joins ``deferredClaims`` (a set: a lost reply's retry adds it once),
+        whose size the consumer takes off the receive count before deciding to park.
+        Parking or completing forgets them (a redriven or retried message counts afresh).
+        """
         now = time.time() if now is None else now
         extra: dict[str, Any] = {
             "status": status,
@@ -404,9 +420,11 @@ class EventStore:
         }
         # None removes it: an event completed by a redrive or a retry is no longer parked
         extra["parked"] = True if parked else None
-        extra["waitingFor"] = None
+        extra["waitingFor"] = waiting_for
         extra["attention"] = attention_value(event_id, status)
-        self._update_owned(event_id, token, results, extra_sets=extra, now=now, release=True)
+        if status in (COMPLETED, PARKED):
+            extra["deferredClaims"] = None
+        self._update_owned(event_id, token, results, extra_sets=extra, now=now, release=True, add_claim=deferred)
 
     def release(self, event_id: str, token: str, *, results: dict[str, HandlerResult], error: str) -> None:
         """After an error while holding the claim: record this attempt FAILED and free the claim.
@@ -435,6 +453,7 @@ class EventStore:
         now: float,
         release: bool = False,
         only_in_progress: bool = False,
+        add_claim: bool = False,
     ) -> None:
         # "#h" only when used: DynamoDB rejects unused names, and a finish with no new
         # results (every pending handler already succeeded) is legitimate.
@@ -454,6 +473,10 @@ class EventStore:
                 values[f":x{index}"] = value
                 sets.append(f"#x{index} = :x{index}")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        if add_claim:  # a set: adding the same token again (a lost reply's retry) changes nothing
+            names["#dc"] = "deferredClaims"
+            values[":dc"] = {token}
+            expression += " ADD #dc :dc"
         condition = "claimToken = :token"
         if only_in_progress:
             names["#st"] = "status"
@@ -486,7 +509,7 @@ class EventStore:
         return f"{INVALID_PREFIX}{digest[:40]}"
 
     def record_invalid(self, event_id: str, meta: dict[str, Any], reason: str, now: float | None = None) -> None:
-        """Record a delivery no retry can fix as FAILED and parked, under ``invalid_key``.
+        """Record a delivery no retry can fix as PARKED, under ``invalid_key``.
 
         One write, safe to repeat (a lost reply's retry rewrites the same values; the
         attempts count may then read one high). A completed record is never overwritten.
@@ -494,9 +517,9 @@ class EventStore:
         now = time.time() if now is None else now
         values = {
             **{k: v for k, v in meta.items() if v is not None and k != "eventId"},
-            "status": FAILED,
+            "status": PARKED,
             "parked": True,
-            "attention": attention_value(event_id, FAILED),
+            "attention": attention_value(event_id, PARKED),
             "lastError": reason[:2000],
             "updatedAt": _iso(now),
             "finishedAt": _iso(now),
@@ -608,26 +631,26 @@ class EventStore:
         return items[:limit]
 
     def mark_stalled(self, event_id: str, claim_token: str, *, reason: str, now: float | None = None) -> bool:
-        """Record a stalled claim as FAILED and parked, if nobody has taken it over; True if marked.
+        """Record a stalled claim as PARKED, if nobody has taken it over; True if marked.
 
         Conditional on the stalled holder's token and an ended lease, so a live holder is
         never touched; a retry after a lost reply rewrites the same values.
         """
         now = time.time() if now is None else now
         values = {
-            ":failed": FAILED,
+            ":parked": PARKED,
             ":true": True,
             ":reason": reason[:2000],
             ":now": _iso(now),
             ":token": claim_token,
             ":epoch": int(now),
-            ":attn": attention_value(event_id, FAILED),
+            ":attn": attention_value(event_id, PARKED),
         }
         return self._update_if(
             TableName=self.table,
             Key={"eventId": {"S": event_id}},
             UpdateExpression=(
-                "SET #s = :failed, parked = :true, lastError = :reason, updatedAt = :now, "
+                "SET #s = :parked, parked = :true, lastError = :reason, updatedAt = :now, "
                 "finishedAt = :now, stalledAt = :now, alertedAt = :now, attention = :attn"
             ),
             ConditionExpression="claimToken = :token AND leaseUntil < :epoch",
@@ -661,8 +684,9 @@ class EventStore:
         """Record an event held behind an earlier, unfinished event of its entity: WAITING, with
         the id it waits for, so the wait is listed and shown (``admin list --status WAITING``).
 
-        Only over a record nobody holds or finished (new, FAILED, QUEUED, WAITING); the same
-        values again after a lost reply. Returns False when the record was not changed.
+        Only over a record nobody holds or finished (new, FAILED, QUEUED, WAITING, PARKED and
+        redriven); the same values again after a lost reply. Returns False when the record
+        was not changed.
         """
         now = time.time() if now is None else now
         names = {"#s": "status", "#ttl": "ttl"}
@@ -670,6 +694,7 @@ class EventStore:
             ":waiting": WAITING,
             ":failed": FAILED,
             ":queued": QUEUED,
+            ":parked": PARKED,
             ":for": waiting_for,
             ":now": _iso(now),
             ":shard": list_shard(meta),
@@ -697,7 +722,7 @@ class EventStore:
             Key={"eventId": {"S": meta["eventId"]}},
             UpdateExpression="SET " + ", ".join(sets),
             ConditionExpression=(
-                f"attribute_not_exists(eventId) OR ({same_payload} AND #s IN (:failed, :queued, :waiting))"
+                f"attribute_not_exists(eventId) OR ({same_payload} AND #s IN (:failed, :queued, :waiting, :parked))"
             ),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=to_item(values),
@@ -719,28 +744,30 @@ class EventStore:
                 raise
 
     def park_by_queue(self, event_id: str, meta: dict[str, Any], *, reason: str, now: float | None = None) -> bool:
-        """Record an event whose message the queue itself moved to the DLQ as FAILED, parked and
-        alerted (the DLQ sweep, after publishing the alert); True if recorded.
+        """Record an event whose message the queue itself moved to the DLQ as PARKED and alerted
+        (the DLQ sweep, after publishing the alert); True if recorded.
 
         Not over a finished event, nor over a live claim. Safe to repeat after a lost reply:
-        the values are the same, and FAILED satisfies the condition again.
+        the values are the same, and PARKED satisfies the condition again.
         """
         now = time.time() if now is None else now
         values: dict[str, Any] = {
             ":failed": FAILED,
             ":queued": QUEUED,
+            ":waiting": WAITING,
+            ":parked": PARKED,
             ":in_progress": IN_PROGRESS,
             ":true": True,
             ":reason": reason[:2000],
             ":now": _iso(now),
             ":epoch": int(now),
             ":shard": list_shard({"eventId": event_id, **meta}),
-            ":attn": attention_value(event_id, FAILED),
+            ":attn": attention_value(event_id, PARKED),
             ":ttl": int(now + self.ttl_days * 86400),
         }
         names = {"#s": "status", "#ttl": "ttl"}
         sets = [
-            "#s = :failed",
+            "#s = :parked",
             "parked = :true",
             "attention = :attn",
             "alertedAt = :now",
@@ -756,7 +783,7 @@ class EventStore:
             Key={"eventId": {"S": event_id}},
             UpdateExpression="SET " + ", ".join(sets) + " REMOVE leaseUntil",
             ConditionExpression=(
-                "attribute_not_exists(eventId) OR #s IN (:failed, :queued) "
+                "attribute_not_exists(eventId) OR #s IN (:failed, :queued, :waiting, :parked) "
                 "OR (#s = :in_progress AND leaseUntil < :epoch)"
             ),
             ExpressionAttributeNames=names,
@@ -846,6 +873,63 @@ class EventStore:
             ConditionExpression="attribute_not_exists(checkedUpTo) OR checkedUpTo <= :w",
             ExpressionAttributeValues=to_item({":w": checked_up_to, ":now": _iso(now)}),
         )
+
+    # -- circuit breaker transitions (mx_webhooks.breaker) --------------------------------------
+    BREAKER_PREFIX = f"breaker{SCOPE_SEPARATOR}"
+
+    @classmethod
+    def breaker_key(cls, integration: str) -> str:
+        return f"{cls.BREAKER_PREFIX}{integration}"
+
+    def record_breaker(
+        self,
+        integration: str,
+        state: str,
+        *,
+        at: float,
+        open_until: float | None = None,
+        reason: str = "",
+        retry_after: float | None = None,
+    ) -> bool:
+        """Record a breaker's transition: one UpdateItem, only on a transition, never per call.
+
+        One item per integration, keyed ``breaker~<integration>`` (like the sweep's watermark:
+        no listShard, no attention, so outside both indexes and every listing; no TTL, so
+        the last transition stays readable). It holds the latest transition of any
+        container: the condition keeps a later ``changedAt`` from being overwritten by an
+        earlier one that arrives late (another container, another thread), and lets equal
+        times pass, so a retry after a lost reply rewrites the same values. False when a
+        later transition is already recorded.
+        """
+        values: dict[str, Any] = {
+            ":state": state,
+            ":at": _iso(at),
+            ":name": integration,
+            ":reason": reason[:500],
+        }
+        sets = ["breakerState = :state", "changedAt = :at", "integration = :name", "reason = :reason"]
+        removes = []
+        for attribute, value in (
+            ("openUntil", _iso(open_until) if open_until else None),
+            ("retryAfterSeconds", round(retry_after) if retry_after else None),
+        ):
+            if value is None:
+                removes.append(attribute)
+            else:
+                values[f":{attribute}"] = value
+                sets.append(f"{attribute} = :{attribute}")
+        return self._update_if(
+            TableName=self.table,
+            Key={"eventId": {"S": self.breaker_key(integration)}},
+            UpdateExpression="SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else ""),
+            ConditionExpression="attribute_not_exists(changedAt) OR changedAt <= :at",
+            ExpressionAttributeValues=to_item(values),
+        )
+
+    def breaker_records(self, integrations: list[str]) -> dict[str, dict[str, Any]]:
+        """The recorded transition of each of ``integrations`` that has one: one BatchGetItem."""
+        found = self.items([self.breaker_key(name) for name in integrations])
+        return {str(item.get("integration")): item for item in found if item.get("integration")}
 
     def item(self, event_id: str) -> dict[str, Any] | None:
         """One event's item by a Query on the table key (what a listing page reads per item:

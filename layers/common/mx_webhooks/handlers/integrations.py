@@ -1,9 +1,14 @@
 """The built-in integrations as handlers, each switched on by configuration.
 
 - ``SLACK_NOTIFY_ENABLED`` (template ``SlackNotifyEnabled``): ``workorder.created`` -> a Slack
-  message with the title, priority, asset, location and a link.
+  message with the title, priority, asset, location and a link. Not ``latest_only``: it
+  announces a creation, one event per work order, so there is no newer state to prefer,
+  and a message delayed by an outage is still wanted once Slack is back (the watermark
+  would only cost a DynamoDB write per event).
 - ``STATUS_HISTORY_ENABLED`` (``StatusHistoryEnabled``): ``workorder.updated`` with a status
-  change -> one history item per transition; an older event is recorded as stale.
+  change -> one history item per transition. ``latest_only``: an event older than one it
+  already handled for that work order is SKIPPED (stale) by the consumer, across batches
+  and retries, so the current status is never set back by a late event.
 - ``FOLLOW_UP_ENABLED`` (``FollowUpEnabled``, ``FollowUpRule``): ``workorder.completed`` -> a
   follow-up work order when the rule says so, exactly once.
 - ``REQUEST_TO_WORK_ORDER_ENABLED`` (``RequestToWorkOrderEnabled``): ``request.created`` -> a
@@ -113,7 +118,7 @@ def register(target: Registry, integrations: Integrations) -> list[str]:
         on("workorder.created", name="integrations.slack_new_work_order")(partial(notify_slack, integrations))
         names.append("integrations.slack_new_work_order")
     if integrations.history is not None:
-        on("workorder.updated", name="integrations.status_history", idempotent=True)(
+        on("workorder.updated", name="integrations.status_history", idempotent=True, latest_only=True)(
             partial(record_status_change, integrations)
         )
         names.append("integrations.status_history")

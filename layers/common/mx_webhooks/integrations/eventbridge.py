@@ -5,6 +5,10 @@ Each event becomes one entry: source ``maintainx``, detail-type the event's type
 time its ``occurredAt``. A rule matches e.g.
 ``{"source": ["maintainx"], "detail-type": ["workorder.completed"]}``.
 
+Calls go through the ``EventBridge`` circuit breaker (``mx_webhooks.breaker``): while
+PutEvents keeps failing (throttled, unavailable, after botocore's own retries) events are
+deferred rather than sent.
+
 EventBridge has no idempotency key: an event is put at least once (a retry after a
 crash between the put and the consumer's record puts it again); subscribers
 deduplicate on ``detail.event_id``.
@@ -15,9 +19,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mx_webhooks.breaker import breaker_for
 from mx_webhooks.events import WebhookEvent
 
 SOURCE = "maintainx"
+BREAKER = "EventBridge"
+# Errors that say the request is wrong, not that EventBridge is down: they do not trip the breaker.
+CALLER_ERRORS = frozenset(
+    {"ResourceNotFoundException", "AccessDeniedException", "ValidationException", "InvalidEventPatternException"}
+)
 MAX_DETAIL_BYTES = 250_000  # PutEvents allows 256 KB per entry, envelope included
 
 
@@ -51,9 +63,23 @@ class EventForwarder:
         self.bus_name = bus_name
 
     def forward(self, event: WebhookEvent) -> None:
-        response = self._events.put_events(Entries=[entry_for(event, self.bus_name)])
+        breaker = breaker_for(BREAKER)
+        breaker.before_call()  # open: CircuitOpen, the handler is deferred
+        try:
+            response = self._events.put_events(Entries=[entry_for(event, self.bus_name)])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in CALLER_ERRORS:
+                breaker.succeeded()  # it answered: our request is wrong (no such bus, no permission)
+            else:
+                breaker.failed(reason=f"PutEvents {exc.response.get('Error', {}).get('Code')}")
+            raise
+        except BotoCoreError as exc:  # no connection, timeouts, after botocore's retries
+            breaker.failed(reason=f"PutEvents {type(exc).__name__}")
+            raise
         if response.get("FailedEntryCount"):
             failed = (response.get("Entries") or [{}])[0]
+            breaker.failed(reason=f"PutEvents entry {failed.get('ErrorCode')}")
             raise ForwardFailed(
                 f"EventBridge did not take the event: {failed.get('ErrorCode')}: {failed.get('ErrorMessage')}"
             )
+        breaker.succeeded()

@@ -13,6 +13,10 @@ Why our own loop over urllib3 instead of ``urllib3.Retry`` or requests/httpx:
   been received (read timeout, dropped connection, 5xx) is only resent when the
   caller says it is safe (``idempotent=True``).
 
+Each service's calls go through its circuit breaker (``mx_webhooks.breaker``), checked
+before every attempt, retries included: while Slack or MaintainX is known to be down,
+nothing is sent and the handler is deferred (``CircuitOpen``).
+
 Errors never carry the URL or headers (a Slack webhook URL is a credential);
 callers pass a ``label`` for messages and logs instead.
 """
@@ -31,6 +35,7 @@ from typing import Any
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
 
+from mx_webhooks.breaker import CircuitOpen, breaker_for
 from mx_webhooks.observability import logger
 from mx_webhooks.registry import PermanentError
 
@@ -133,49 +138,33 @@ class JsonHttp:
             all_headers["Content-Type"] = "application/json"
         deadline = self._clock() + policy.budget_seconds
         what = f"{self.service} {label}"
-        attempt = 0
+        breaker = breaker_for(self.service)
+        attempt, problem, status = 0, "", None
         while True:
             attempt += 1
+            try:  # an open circuit: CircuitOpen, the handler is deferred, nothing sent
+                breaker.before_call()
+            except CircuitOpen:
+                if attempt == 1:
+                    raise
+                # This call did reach the downstream and fail: a failed attempt, not a deferral.
+                raise TransientHttpError(f"{what} {problem}; not retried: its circuit is now open", status) from None
+            answer = self._send_once(method, url, body, all_headers, deadline, idempotent)
+            if isinstance(answer, HttpResponse):
+                breaker.succeeded()  # it answered; a 4xx is the request's fault, not an outage
+                if answer.status < 400:
+                    return answer
+                raise PermanentHttpError(f"{what} answered {answer.status}: {_snippet(answer.body)}", answer.status)
+            problem, status, retry_after, safe = answer
+            delay = retry_after if retry_after is not None else _backoff(policy, attempt)
             remaining = deadline - self._clock()
-            timeout = urllib3.Timeout(
-                connect=min(policy.connect_timeout, max(0.1, remaining)),
-                read=min(policy.read_timeout, max(0.1, remaining)),
-            )
-            try:
-                raw = self._pool.request(
-                    method,
-                    url,
-                    body=body,
-                    headers=all_headers,
-                    timeout=timeout,
-                    retries=False,
-                    redirect=False,
-                    preload_content=True,
-                )
-            except (NewConnectionError, ConnectTimeoutError) as exc:
-                # Never connected: nothing was sent, so even a create may be retried.
-                problem, status, retry_after, safe = f"could not connect ({type(exc).__name__})", None, None, True
-            except HTTPError as exc:
-                problem, status, retry_after, safe = f"no answer ({type(exc).__name__})", None, None, idempotent
-            else:
-                response = HttpResponse(raw.status, dict(raw.headers), raw.data or b"")
-                if raw.status < 400:
-                    return response
-                detail = _snippet(response.body)
-                if raw.status not in RETRYABLE_STATUSES:
-                    raise PermanentHttpError(f"{what} answered {raw.status}: {detail}", raw.status)
-                problem, status = f"answered {raw.status}: {detail}", raw.status
-                retry_after = retry_after_seconds(
-                    response.headers.get("Retry-After") or response.headers.get("retry-after")
-                )
-                safe = idempotent or raw.status == 429  # a 429 was not processed
-
+            giving_up = not safe or attempt >= policy.max_attempts or delay > remaining
+            # A Retry-After this call cannot wait out sets how long the breaker stays open.
+            breaker.failed(retry_after if giving_up else None, reason=f"{what} {problem}")
             if not safe:
                 raise TransientHttpError(f"{what} {problem}; not resent, it may have been received", status)
             if attempt >= policy.max_attempts:
                 raise TransientHttpError(f"{what} {problem} after {attempt} attempts", status)
-            delay = retry_after if retry_after is not None else _backoff(policy, attempt)
-            remaining = deadline - self._clock()
             if delay > remaining:
                 raise TransientHttpError(
                     f"{what} {problem}; the next try in {delay:.1f} s would not fit in the {remaining:.1f} s left",
@@ -186,6 +175,45 @@ class JsonHttp:
                 extra={"service": self.service, "call": label, "status": status, "attempt": attempt, "delay_s": delay},
             )
             self._sleep(delay)
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        deadline: float,
+        idempotent: bool,
+    ) -> HttpResponse | tuple[str, int | None, float | None, bool]:
+        """One request: the response (2xx-4xx but 429), or (problem, status, Retry-After, safe to resend)."""
+        policy = self.policy
+        remaining = deadline - self._clock()
+        timeout = urllib3.Timeout(
+            connect=min(policy.connect_timeout, max(0.1, remaining)),
+            read=min(policy.read_timeout, max(0.1, remaining)),
+        )
+        try:
+            raw = self._pool.request(
+                method,
+                url,
+                body=body,
+                headers=dict(headers),
+                timeout=timeout,
+                retries=False,
+                redirect=False,
+                preload_content=True,
+            )
+        except (NewConnectionError, ConnectTimeoutError) as exc:
+            # Never connected: nothing was sent, so even a create may be retried.
+            return f"could not connect ({type(exc).__name__})", None, None, True
+        except HTTPError as exc:
+            return f"no answer ({type(exc).__name__})", None, None, idempotent
+        response = HttpResponse(raw.status, dict(raw.headers), raw.data or b"")
+        if raw.status not in RETRYABLE_STATUSES:
+            return response
+        retry_after = retry_after_seconds(response.headers.get("Retry-After") or response.headers.get("retry-after"))
+        safe = idempotent or raw.status == 429  # a 429 was not processed
+        return f"answered {raw.status}: {_snippet(response.body)}", raw.status, retry_after, safe
 
 
 def _backoff(policy: RetryPolicy, attempt: int) -> float:
