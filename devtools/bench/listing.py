@@ -138,7 +138,7 @@ def seed(endpoint: str, count: int, now: float) -> tuple[Any, Any, str]:
     store.finish("template", claim.token, status="COMPLETED", results={}, now=now)
     template = dynamodb.get_item(TableName="events", Key={"eventId": {"S": "template"}})["Item"]
     batch_write(dynamodb, "events", seeded_items(template, count, now))
-    config = AdminConfig(TABLE_NAME="events", QUEUE_URL=queue, DLQ_URL=queue)
+    config = AdminConfig.model_validate({"TABLE_NAME": "events", "QUEUE_URL": queue, "DLQ_URL": queue})
     client = boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint)
     meter = CallMeter(client)
     return Admin(config, client, sqs, clock=lambda: now), meter, "700001"

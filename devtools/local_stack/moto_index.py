@@ -87,7 +87,7 @@ def indexed_queries() -> Iterator[None]:
     def narrowed_items(self: Any) -> list[Any]:
         current = getattr(_narrow, "wanted", None)
         if current is None or current[0] is not self:
-            return all_items(self)  # type: ignore[no-any-return]
+            return all_items(self)
         _narrow.wanted = None  # the one call Table.query makes
         kind, value = current[1]
         return _partition(self, kind, value, all_items)
@@ -108,16 +108,16 @@ def indexed_queries() -> Iterator[None]:
         return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=serializer.serialize(result)["M"])
 
     partition_query._partition_only = True  # type: ignore[attr-defined]
-    Table.query = partition_query
-    Table.all_items = narrowed_items
-    Item.project = top_level_project
+    Table.query = partition_query  # type: ignore[method-assign]
+    Table.all_items = narrowed_items  # type: ignore[method-assign]
+    Item.project = top_level_project  # type: ignore[method-assign]
     restore = _count_writes()
     try:
         yield
     finally:
-        Table.query = query
-        Table.all_items = all_items
-        Item.project = project
+        Table.query = query  # type: ignore[method-assign]
+        Table.all_items = all_items  # type: ignore[method-assign]
+        Item.project = project  # type: ignore[method-assign]
         restore()
         _cache.clear()
 
@@ -212,7 +212,7 @@ def cached_module_list() -> Iterator[None]:
 
     original = backends.list_of_moto_modules
     modules = tuple(original())
-    backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
+    backends.list_of_moto_modules = lambda: modules
     try:
         yield
     finally:
