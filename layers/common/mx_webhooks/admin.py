@@ -454,19 +454,10 @@ class Admin:
         """Up to ``want`` matching items of one shard, newest first (oldest first if ``forward``),
         strictly past ``before``, first seen from ``since_iso`` (to ``until``); the frontier
         says where the read stopped if it did not reach the end."""
-        key_expr = "#pk = :shard"
-        values = {**values, ":shard": shard}
         upper = before[0] if before and not forward else until
-        if since_iso and upper:
-            key_expr += " AND firstSeenAt BETWEEN :since AND :upper"
-            values.update({":since": since_iso, ":upper": upper})
-        elif upper:
-            key_expr += " AND firstSeenAt <= :upper"
-            values[":upper"] = upper
-        elif since_iso:
-            key_expr += " AND firstSeenAt >= :since"
-            values[":since"] = since_iso
-        names = {"#pk": partition, **names}
+        key_expr, key_names, key_values = _key_condition(partition, shard, since_iso, upper)
+        values = {**values, **key_values}
+        names = {**key_names, **names}
         items: list[dict[str, Any]] = []
         start: dict[str, Any] | None = None
         for _ in range(queries):
