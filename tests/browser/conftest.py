@@ -32,6 +32,7 @@ import pytest
 from devtools import samples
 from devtools.local_stack import LocalStackProcess
 from tests.conftest import ROOT
+from tests.e2e.conftest import deliver
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 SHOTS = ROOT / "test-output" / "console"
@@ -84,15 +85,8 @@ class Stack:
 
     def send(self, work_order_id: int, **extra: Any) -> str:
         """One signed workorder.created delivery; its event id."""
-        body = samples.encode({**samples.maintainx_payload("workorder.created", work_order_id=work_order_id), **extra})
-        headers = {
-            **samples.signed_headers(body, samples.LOCAL_SECRET, "maintainx"),
-            "content-type": "application/json",
-        }
-        request = urllib.request.Request(self.process.info["webhook_url"], data=body, headers=headers, method="POST")  # noqa: S310
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - http://127.0.0.1
-            assert response.status == 202
-            return str(json.loads(response.read())["eventId"])
+        payload = {**samples.maintainx_payload("workorder.created", work_order_id=work_order_id), **extra}
+        return deliver(self.process.info["webhook_url"], payload)
 
     def wait_status(self, event_id: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -202,3 +202,15 @@ def local_only(target: Target) -> Target:
     if not target.local:
         pytest.skip("needs tests.e2e.e2e_handlers, which only the local stack loads")
     return target
+
+
+def deliver(webhook_url: str, payload: dict[str, Any], fmt: str = "maintainx") -> str:
+    """Sign ``payload`` with the local stack's secret in ``fmt`` and post it as the sender does
+    (``devtools.send.post``); asserts the 202 and returns the event id."""
+    from devtools import samples, send
+
+    body = samples.encode(payload)
+    headers = {**samples.signed_headers(body, samples.LOCAL_SECRET, fmt), "content-type": "application/json"}
+    status, answer = send.post(webhook_url, body, headers, timeout=10)
+    assert status == 202, answer
+    return str(json.loads(answer)["eventId"])

@@ -21,6 +21,7 @@ import pytest
 
 from devtools import admin_cli, samples
 from devtools.local_stack import LocalStackProcess
+from tests.e2e.conftest import deliver
 
 pytestmark = pytest.mark.e2e
 
@@ -50,12 +51,9 @@ def _http(local: LocalStackProcess, method: str, path: str) -> tuple[int, Any]:
 
 
 def _send(local: LocalStackProcess, work_order_id: int) -> str:
-    body = samples.encode(samples.maintainx_payload("workorder.created", work_order_id=work_order_id))
-    headers = {**samples.signed_headers(body, samples.LOCAL_SECRET, "maintainx"), "content-type": "application/json"}
-    request = urllib.request.Request(local.info["webhook_url"], data=body, headers=headers, method="POST")  # noqa: S310
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - http://127.0.0.1
-        assert response.status == 202
-        return str(json.loads(response.read())["eventId"])
+    return deliver(
+        local.info["webhook_url"], samples.maintainx_payload("workorder.created", work_order_id=work_order_id)
+    )
 
 
 def _wait_status(local: LocalStackProcess, event_id: str, status: str, timeout: float = 30) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import pytest
 
 from devtools import admin_cli, samples
 from devtools.local_stack import LocalStackProcess
+from tests.e2e.conftest import deliver
 
 pytestmark = pytest.mark.e2e
 
@@ -42,12 +43,7 @@ def local(state: Path) -> Iterator[LocalStackProcess]:
 
 
 def _send(local: LocalStackProcess, payload: dict[str, Any]) -> str:
-    body = samples.encode(payload)
-    headers = {**samples.signed_headers(body, samples.LOCAL_SECRET, "maintainx"), "content-type": "application/json"}
-    request = urllib.request.Request(local.info["webhook_url"], data=body, headers=headers, method="POST")  # noqa: S310
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - http://127.0.0.1
-        assert response.status == 202
-        return str(json.loads(response.read())["eventId"])
+    return deliver(local.info["webhook_url"], payload)
 
 
 def _get(local: LocalStackProcess, path: str) -> Any:

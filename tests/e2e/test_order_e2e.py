@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from devtools import samples
 from devtools.local_stack import LocalStackProcess
+from tests.e2e.conftest import deliver
 
 pytestmark = pytest.mark.e2e
 
@@ -54,12 +54,7 @@ def _send(local: LocalStackProcess, n: int, status: str, *, fail_twice: bool = F
         "data": data,
         "createdAt": f"2026-09-14T10:00:0{n}.000Z",  # 1 < 2 < 3, whatever order they arrive in
     }
-    body = samples.encode(payload)
-    headers = samples.signed_headers(body, samples.LOCAL_SECRET, "generic")
-    request = urllib.request.Request(local.info["webhook_url"], data=body, headers=headers, method="POST")  # noqa: S310
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - http://127.0.0.1
-        assert response.status == 202
-        return str(json.loads(response.read())["eventId"])
+    return deliver(local.info["webhook_url"], payload, "generic")
 
 
 def _get(local: LocalStackProcess, path: str) -> Any:
