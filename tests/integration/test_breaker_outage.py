@@ -68,6 +68,19 @@ class Queued:
     receives: int = 0
 
 
+def _register_slack(registry: Any, webhook_url: str, integrations_table: str) -> None:
+    """The built-in integrations with Slack on ``webhook_url`` (generic payloads carry the details)."""
+    env = {
+        "SLACK_NOTIFY_ENABLED": "true",
+        "LOCAL_SLACK_WEBHOOK_URL": webhook_url,
+        "LOCAL_MAINTAINX_API_KEY": "unused: generic payloads carry the details",
+        "INTEGRATIONS_TABLE_NAME": integrations_table,
+    }
+    register(
+        registry, build(IntegrationsConfig.from_env(env), dynamodb_client=boto3.client("dynamodb", region_name=REGION))
+    )
+
+
 @pytest.fixture
 def slack_down(aws: None) -> Any:
     clock = VirtualClock()
@@ -90,15 +103,7 @@ def test_slack_down_for_two_hours_opens_the_breaker_parks_nothing_and_posts_each
         consumer.record_breaker(transition)
 
     breaker.configure(consumer.config.breaker_settings, clock=clock.time, recorder=record)
-    env = {
-        "SLACK_NOTIFY_ENABLED": "true",
-        "LOCAL_SLACK_WEBHOOK_URL": slack.webhook_url,
-        "LOCAL_MAINTAINX_API_KEY": "unused: generic payloads carry the details",
-        "INTEGRATIONS_TABLE_NAME": integrations_table,
-    }
-    register(
-        registry, build(IntegrationsConfig.from_env(env), dynamodb_client=boto3.client("dynamodb", region_name=REGION))
-    )
+    _register_slack(registry, slack.webhook_url, integrations_table)
     delays: dict[str, int] = {}
     monkeypatch.setattr(consumer.queues, "back_off", lambda receipt, delay: delays.__setitem__(receipt, delay))
 
@@ -181,15 +186,7 @@ def test_a_retry_after_from_slack_sets_how_long_the_next_events_are_deferred(
     when = datetime.now(UTC) + timedelta(seconds=600)
     header = "600" if form == "seconds" else email.utils.format_datetime(when, usegmt=True)
     fake_slack.script(503, method="POST", headers={"Retry-After": header})
-    env = {
-        "SLACK_NOTIFY_ENABLED": "true",
-        "LOCAL_SLACK_WEBHOOK_URL": fake_slack.webhook_url,
-        "LOCAL_MAINTAINX_API_KEY": "unused",
-        "INTEGRATIONS_TABLE_NAME": integrations_table,
-    }
-    register(
-        registry, build(IntegrationsConfig.from_env(env), dynamodb_client=boto3.client("dynamodb", region_name=REGION))
-    )
+    _register_slack(registry, fake_slack.webhook_url, integrations_table)
     delays: dict[str, int] = {}
     monkeypatch.setattr(consumer.queues, "back_off", lambda receipt, delay: delays.__setitem__(receipt, delay))
 

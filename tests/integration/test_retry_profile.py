@@ -9,6 +9,7 @@ import boto3
 
 from devtools import samples
 from tests.conftest import REGION, LambdaContext, receive_all
+from tests.reliability.crash_worker import as_record
 
 
 def test_the_briefs_profile_backs_off_1_2_4_8_seconds_and_parks_on_the_fifth_failure(
@@ -44,7 +45,7 @@ def test_the_briefs_profile_backs_off_1_2_4_8_seconds_and_parks_on_the_fifth_fai
     answers = []
     for _ in range(5):
         (message,) = _receive_when_visible(sqs, stack.queue_url)
-        answers.append(consumer.process_batch({"Records": [_as_record(message)]}, LambdaContext()))
+        answers.append(consumer.process_batch({"Records": [as_record(message)]}, LambdaContext()))
 
     # Then the visibility delays were 1, 2, 4 and 8 s, and the fifth failure parked the event:
     # recorded PARKED, in the DLQ with the reason, the queue empty
@@ -70,18 +71,3 @@ def _receive_when_visible(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
         if answer.get("Messages"):
             return list(answer["Messages"])
     raise AssertionError("the message did not come back")
-
-
-def _as_record(message: dict[str, Any]) -> dict[str, Any]:
-    """An SQS message as Lambda's event source mapping hands it over."""
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": message["Attributes"],
-        "messageAttributes": {
-            name: {"stringValue": value["StringValue"], "dataType": value["DataType"]}
-            for name, value in message.get("MessageAttributes", {}).items()
-        },
-        "eventSource": "aws:sqs",
-    }
