@@ -107,9 +107,11 @@ def moto_server(*, plain: bool) -> Iterator[str]:
         stack.callback(server.stop)
         stack.enter_context(atomic_item_writes())
         if not plain:
-            from devtools.local_stack.moto_index import indexed_queries
+            from devtools.local_stack.moto_index import cached_module_list, fast_attribute_values, indexed_queries
 
             stack.enter_context(indexed_queries())
+            stack.enter_context(cached_module_list())
+            stack.enter_context(fast_attribute_values())
         yield f"http://127.0.0.1:{port}"
 
 

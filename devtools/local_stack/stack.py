@@ -27,7 +27,7 @@ from devtools.local_stack.console import Console, banner, park_limit
 from devtools.local_stack.http_front import HttpFront, Route, Throttle
 from devtools.local_stack.lambda_runtime import LocalFunction, stack_environment
 from devtools.local_stack.logtap import LogTap
-from devtools.local_stack.moto_index import cached_module_list, indexed_queries
+from devtools.local_stack.moto_index import cached_module_list, fast_attribute_values, indexed_queries
 from devtools.local_stack.resources import LOCAL_API_ID, REGION, env_text, for_moto, zip_folder
 from devtools.local_stack.sqs_source import SqsEventSource
 from devtools.local_stack.template import ACCOUNT_ID, ROOT, Resolver, TemplateError, parameter_values, translate
@@ -144,6 +144,7 @@ class LocalStack:
         self._exit.enter_context(atomic_item_writes())  # a condition and its write are one step, as on DynamoDB
         self._exit.enter_context(indexed_queries())  # a Query walks its partition, not the table (same answers)
         self._exit.enter_context(cached_module_list())  # moto's router lists its modules once, not per request
+        self._exit.enter_context(fast_attribute_values())  # items written to JSON directly (same bytes as moto's)
         # moto's state is global to the process: start from nothing, leave nothing behind.
         # (So one in-process LocalStack at a time; LocalStackProcess runs any number.)
         self._reset_moto()

@@ -9,12 +9,13 @@ answers are identical.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any
 
 import boto3
 
-from devtools.local_stack.moto_index import indexed_queries
+from devtools.local_stack.moto_index import fast_attribute_values, indexed_queries
 from mx_webhooks.store import attention_value, list_shard, to_item
 from tests.conftest import REGION, table_definition
 
@@ -147,3 +148,81 @@ def test_answers_are_identical_with_and_without_the_speed_up(aws):
     plain_after = _questions(client)
     assert fast == plain and fast_again == plain
     assert fast_after == plain_after and plain_after != plain
+
+
+EVERY_KIND: dict[str, Any] = {
+    "eventId": {"S": "evt_kinds"},
+    "s": {"S": 'text with "quotes", <tags> and \u00e9\u4e2d'},
+    "empty": {"S": ""},
+    "n": {"N": "12.50"},
+    "negative": {"N": "-3"},
+    "b": {"B": b"\x00\xffbinary"},
+    "ss": {"SS": ["a", "b"]},
+    "ns": {"NS": ["1", "2.5"]},
+    "bs": {"BS": [b"x", b"\x01y"]},
+    "flag": {"BOOL": False},
+    "nothing": {"NULL": True},
+    "list": {"L": [{"S": "one"}, {"N": "2"}, {"L": []}, {"M": {}}, {"B": b"z"}, {"NULL": True}]},
+    "map": {"M": {"nested": {"M": {"deep": {"L": [{"BOOL": True}, {"SS": ["q"]}]}}}, "other": {"S": "second key"}}},
+}
+
+
+def _bodies(client: Any) -> list[bytes]:
+    """The raw response bodies of reads and writes that return items, and of a refused write."""
+    bodies: list[bytes] = []
+    client.meta.events.register(
+        "after-call.dynamodb.*", lambda http_response, **_: bodies.append(http_response.content)
+    )
+    key = {"eventId": EVERY_KIND["eventId"]}
+    client.get_item(TableName="kinds", Key=key)
+    client.get_item(
+        TableName="kinds",
+        Key=key,
+        ProjectionExpression="#m.nested, b, ss, #l",
+        ExpressionAttributeNames={"#m": "map", "#l": "list"},
+    )
+    client.query(
+        TableName="kinds", KeyConditionExpression="eventId = :e", ExpressionAttributeValues={":e": key["eventId"]}
+    )
+    client.scan(TableName="kinds")
+    client.batch_get_item(RequestItems={"kinds": {"Keys": [key, {"eventId": {"S": "missing"}}]}})
+    client.transact_get_items(TransactItems=[{"Get": {"TableName": "kinds", "Key": key}}])
+    client.update_item(
+        TableName="kinds",
+        Key=key,
+        UpdateExpression="SET #c = if_not_exists(#c, :z) + :one",
+        ExpressionAttributeNames={"#c": "counter"},
+        ExpressionAttributeValues={":z": {"N": "0"}, ":one": {"N": "1"}},
+        ReturnValues="ALL_NEW",
+    )
+    client.put_item(TableName="kinds", Item=EVERY_KIND, ReturnValues="ALL_OLD")
+    with contextlib.suppress(client.exceptions.ConditionalCheckFailedException):
+        client.put_item(
+            TableName="kinds",
+            Item=EVERY_KIND,
+            ConditionExpression="attribute_not_exists(eventId)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    client.describe_table(TableName="kinds")
+    return bodies
+
+
+def test_items_are_written_byte_for_byte_as_moto_writes_them(aws):
+    client = boto3.client("dynamodb", region_name=REGION)
+    client.create_table(
+        TableName="kinds",
+        KeySchema=[{"AttributeName": "eventId", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "eventId", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.put_item(TableName="kinds", Item=EVERY_KIND)
+
+    plain = _bodies(client)
+    with fast_attribute_values():
+        fast = _bodies(boto3.client("dynamodb", region_name=REGION))
+    plain_again = _bodies(boto3.client("dynamodb", region_name=REGION))
+
+    assert len(fast) == len(plain) == 10
+    assert b'"BS": ["eA==", "AXk="]' in plain[0]  # binaries base64-encoded once, as DynamoDB sends them
+    for before, with_it, after in zip(plain, fast, plain_again, strict=True):
+        assert with_it == before or with_it == after  # describe_table's counters move between calls
