@@ -13,8 +13,9 @@ per item per 4 KB, eventually consistent; GetItem/Query with ConsistentRead: 1 p
 Filtered-out index entries are charged too (a Query pays for what it scans): the sizes
 are those of the index entries the key condition matched, up to the call's Limit.
 
-``--plain-moto`` leaves out the local stack's moto index (``devtools.local_stack.moto_index``)
-to show what it saves; ``--profile NAME`` prints a cProfile of that question.
+``--plain-moto`` runs moto as it comes (``ThreadedMotoServer``, none of the local stack's
+speed-ups: ``devtools.local_stack.moto_index`` and ``moto_server``) to show what they
+save; ``--profile NAME`` prints a cProfile of that question.
 """
 
 from __future__ import annotations
@@ -96,22 +97,24 @@ class CallMeter:
 
 @contextmanager
 def moto_server(*, plain: bool) -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
     from devtools.local_stack.chaos import atomic_item_writes
+    from devtools.local_stack.moto_server import MotoServer
 
     port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    if plain:  # moto as it comes: ThreadedMotoServer (Werkzeug), no speed-up
+        from moto.server import ThreadedMotoServer
+
+        server: Any = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    else:  # as the local stack serves moto
+        server = MotoServer("127.0.0.1", port)
     server.start()
     with ExitStack() as stack:
         stack.callback(server.stop)
         stack.enter_context(atomic_item_writes())
         if not plain:
-            from devtools.local_stack.moto_index import cached_module_list, fast_attribute_values, indexed_queries
+            from devtools.local_stack.moto_index import speed_ups
 
-            stack.enter_context(indexed_queries())
-            stack.enter_context(cached_module_list())
-            stack.enter_context(fast_attribute_values())
+            stack.enter_context(speed_ups())
         yield f"http://127.0.0.1:{port}"
 
 
