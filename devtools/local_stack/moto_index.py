@@ -114,7 +114,7 @@ def indexed_queries() -> Iterator[None]:
 
 def _top_level_project(project: Callable[..., Any]) -> Callable[..., Any]:
     """``Item.project`` for top-level names (what index projections ask) without listing the whole item."""
-    from moto.dynamodb.models.dynamo_type import Item, deserializer, serializer
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, deserializer, serializer
 
     @functools.wraps(project)
     def top_level_project(self: Any, projection_expressions: list[list[str]]) -> Any:
@@ -130,10 +130,14 @@ def _top_level_project(project: Callable[..., Any]) -> Callable[..., Any]:
             if value is None:
                 continue
             if value.type == "S" and type(value.value) is str:
-                attrs[name] = {"S": value.value}
+                attrs[name] = DynamoType({"S": value.value})
             else:
-                attrs[name] = serializer.serialize(deserializer.deserialize(value.to_regular_json()))
-        return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=attrs)
+                attrs[name] = DynamoType(serializer.serialize(deserializer.deserialize(value.to_regular_json())))
+        projected = Item(hash_key=self.hash_key, range_key=self.range_key, attrs={})
+        # without LimitedSizeDict's size check per attribute (O(n^2)), as moto's own Item.__deepcopy__
+        # does: a part of an item that passed the check on its write passes it
+        dict.update(projected.attrs, attrs)
+        return projected
 
     return top_level_project
 

@@ -21,13 +21,12 @@ from typing import Any, TextIO
 
 from devtools.local_stack import resources, wiring
 from devtools.local_stack.alerts import AlertWatcher
-from devtools.local_stack.chaos import Chaos, atomic_item_writes
+from devtools.local_stack.chaos import Chaos
 from devtools.local_stack.console import Console, banner, park_limit
 from devtools.local_stack.http_front import HttpFront, Route, Throttle
 from devtools.local_stack.lambda_runtime import LocalFunction, stack_environment
 from devtools.local_stack.logtap import LogTap
-from devtools.local_stack.moto_index import speed_ups as moto_speed_ups
-from devtools.local_stack.moto_server import MotoServer
+from devtools.local_stack.moto_server import MotoProcess
 from devtools.local_stack.resources import LOCAL_API_ID, REGION, env_text, for_moto, zip_folder
 from devtools.local_stack.sqs_source import SqsEventSource
 from devtools.local_stack.template import ACCOUNT_ID, ROOT, Resolver, TemplateError, parameter_values, translate
@@ -135,14 +134,19 @@ class LocalStack:
 
     def _start(self) -> None:
         _quiet_moto()
-        self._moto = MotoServer(self.host, self.moto_port)  # moto's app, with keep-alive (moto_server.py)
+        # moto in a process of its own (moto_server.py), on 127.0.0.1 and on Docker's bridge address
+        # (same port, same state) for `sam local`: its containers reach this machine only through the
+        # bridge (`--add-host host.docker.internal:host-gateway`; the SAM CLI ignores `--docker-network
+        # host`, aws-sam-cli#4236), which only this machine's containers can reach. No bridge address
+        # without Docker, or with Docker Desktop (its host.docker.internal reaches 127.0.0.1 itself).
+        bridge = docker_bridge_address() if self.host in ("127.0.0.1", "localhost") else None
+        self._moto = MotoProcess(self.host, self.moto_port, extra_hosts=(bridge,) if bridge else ())
         self._moto.start()
         self._exit.callback(self._moto.stop)
-        self.bridge_address = self._serve_moto_on_docker_bridge()
-        self._exit.enter_context(atomic_item_writes())  # a condition and its write are one step, as on DynamoDB
-        self._exit.enter_context(moto_speed_ups())  # same answers, in less time (moto_index.py)
-        # moto's state is global to the process: start from nothing, leave nothing behind.
-        # (So one in-process LocalStack at a time; LocalStackProcess runs any number.)
+        for problem in self._moto.problems:  # the bridge is down or the port taken there: sam local cannot reach us
+            log.warning("%s", problem)
+        self.bridge_address = bridge if bridge in self._moto.bound else None
+        # start from nothing, leave nothing behind (moto's state lives as long as its process)
         self._reset_moto()
         self._exit.callback(self._reset_moto)
         _fresh_parameter_providers()  # as in a new container: no client bound to an earlier stack's moto
@@ -208,29 +212,6 @@ class LocalStack:
         self.alerts = AlertWatcher(self.client("sqs"), self.client("sns"), str(topic), self.console.line)
         self.alerts.start()
         self._exit.callback(self.alerts.stop)
-
-    def _serve_moto_on_docker_bridge(self) -> str | None:
-        """Serve moto on Docker's bridge address too (same port, same state), for ``sam local``.
-
-        A ``sam local`` container reaches this machine only through Docker's bridge
-        (``--add-host host.docker.internal:host-gateway``): the SAM CLI ignores
-        ``--docker-network host`` (aws-sam-cli#4236), and moto listens on 127.0.0.1. The
-        bridge address is reachable from this machine's containers only, not from the
-        network. None when there is no bridge (no Docker, or Docker Desktop, whose
-        ``host.docker.internal`` reaches 127.0.0.1 itself) or moto already listens on all.
-        """
-        address = docker_bridge_address()
-        if address is None or self.host not in ("127.0.0.1", "localhost"):
-            return None
-        port = self._moto.get_host_and_port()[1]
-        server = MotoServer(address, port)
-        try:
-            server.start()
-        except OSError as exc:  # the bridge is down or the port taken there: sam local cannot reach us, the rest can
-            log.warning("moto not served on Docker's bridge %s:%s: %s", address, port, exc)
-            return None
-        self._exit.callback(server.stop)
-        return address
 
     def _reset_moto(self) -> None:
         import urllib.request

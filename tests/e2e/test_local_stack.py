@@ -96,7 +96,10 @@ def test_ready_fast_a_cli_delivery_processed_fast_and_ctrl_c_leaves_nothing():
             assert time.monotonic() - accepted_at < PROCESSED_WITHIN_S, stack.log_text()[-2000:]
             time.sleep(0.02)
         assert f"processed  {event_id}" in _wait_text(stack, f"processed  {event_id}")
-        assert _children(pid) == []  # one process: moto, the API and the pollers are threads
+        # two processes: moto (a service of its own, as DynamoDB and SQS are), and the stack
+        # (the API, the functions and the pollers are threads)
+        (moto_pid,) = _children(pid)
+        assert b"devtools.local_stack.moto_server" in Path(f"/proc/{moto_pid}/cmdline").read_bytes()
 
         # When a genuine delivery that is not an event arrives (parked at once, alerted)
         invalid = json.dumps({"id": "evt_alert_watch", "type": "workorder.created", "data": [1]}).encode()
@@ -118,11 +121,41 @@ def test_ready_fast_a_cli_delivery_processed_fast_and_ctrl_c_leaves_nothing():
         # Then it exits cleanly and promptly, and both ports are free again
         assert code == 0, stack.log_text()[-2000:]
         assert took < 10
-        assert not Path(f"/proc/{pid}").exists()
+        assert not Path(f"/proc/{pid}").exists() and not Path(f"/proc/{moto_pid}").exists()
         assert _port_is_free(http_port) and _port_is_free(moto_port)
         assert stack.log_text().rstrip().endswith("stopped.")
     finally:
         stack.stop()
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="checks child processes through /proc")
+def test_a_killed_stack_leaves_no_moto_behind():
+    # Given the local stack, and the moto process it started
+    stack = LocalStackProcess()
+    stack.start()
+    try:
+        (moto_pid,) = _children(stack.process.pid)
+        moto_port = int(stack.endpoint_url.rsplit(":", 1)[1])
+
+        # When the stack is killed outright (no Ctrl-C, no cleanup of its own)
+        stack.stop(signum=signal.SIGKILL)
+
+        # Then moto goes too (its stdin, a pipe from the stack, closed), and its port is free
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{moto_pid}").exists() and _state(moto_pid) != "Z":
+            assert time.monotonic() < deadline, "moto outlived the stack"
+            time.sleep(0.05)
+        assert _port_is_free(moto_port)
+    finally:
+        stack.stop()
+
+
+def _state(pid: int) -> str:
+    """A process's state letter (Z: exited, not yet reaped), or "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
 
 
 def _wait_text(stack: LocalStackProcess, text: str, timeout: float = 5) -> str:
