@@ -1,21 +1,24 @@
 """The admin listings against a moto server holding 5,000 events: time, calls, read units.
 
-``python -m devtools.bench.listing [--events 5000] [--plain-moto] [--profile NAME]``
+``python -m devtools.bench.listing [--events 5000] [--only local|plain] [--profile NAME]``
 
-Starts moto's threaded server in this process on a free port (as the local stack does),
-creates EventsTable from template.yaml, writes one event with the store's own claim and
-finish, copies it ``events`` times over the last 24 h with the store's index keys (the
-browser tier's seeding: ``tests/browser/seed.py``), then times each admin question
-(median of 3) through boto3 over HTTP. For each it also reports the DynamoDB calls one
+Serves moto as the local stack does (``devtools.local_stack.moto_server.MotoProcess``: a
+process of its own, cheroot, the ``moto_index`` speed-ups), and as moto comes
+(``ThreadedMotoServer`` in this process, no speed-up) as the baseline, one after the
+other in the same run; for each it creates EventsTable from template.yaml, writes one
+event with the store's own claim and finish, copies it ``events`` times over the last
+24 h with the store's index keys (the browser tier's seeding: ``tests/browser/seed.py``),
+then times each admin question (median of 3) through boto3 over HTTP. For each it also reports the DynamoDB calls one
 request makes and the read units they would cost on DynamoDB, computed from what each
 call returned (Query: 0.5 RRU per 4 KB read, rounded up per call; BatchGetItem: 0.5 RRU
 per item per 4 KB, eventually consistent; GetItem/Query with ConsistentRead: 1 per 4 KB).
 Filtered-out index entries are charged too (a Query pays for what it scans): the sizes
 are those of the index entries the key condition matched, up to the call's Limit.
 
-``--plain-moto`` runs moto as it comes (``ThreadedMotoServer``, none of the local stack's
-speed-ups: ``devtools.local_stack.moto_index`` and ``moto_server``) to show what they
-save; ``--profile NAME`` prints a cProfile of that question.
+It prints each question's median on both, and the ratio (baseline / local stack); the
+calls and read units do not depend on the server, they are the admin's own. ``--only``
+runs one of the two; ``--profile NAME`` prints a cProfile of that question (this
+process only: the admin and the SDK; moto's side is in the other process).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import socket
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -97,25 +100,28 @@ class CallMeter:
 
 @contextmanager
 def moto_server(*, plain: bool) -> Iterator[str]:
+    if not plain:  # as the local stack serves moto
+        from devtools.local_stack.moto_server import MotoProcess
+
+        child = MotoProcess("127.0.0.1", 0)
+        child.start()
+        try:
+            yield f"http://127.0.0.1:{child.port}"
+        finally:
+            child.stop()
+        return
+    from moto.server import ThreadedMotoServer  # moto as it comes: Werkzeug, in this process, no speed-up
+
     from devtools.local_stack.chaos import atomic_item_writes
-    from devtools.local_stack.moto_server import MotoServer
 
     port = _free_port()
-    if plain:  # moto as it comes: ThreadedMotoServer (Werkzeug), no speed-up
-        from moto.server import ThreadedMotoServer
-
-        server: Any = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    else:  # as the local stack serves moto
-        server = MotoServer("127.0.0.1", port)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    with ExitStack() as stack:
-        stack.callback(server.stop)
-        stack.enter_context(atomic_item_writes())
-        if not plain:
-            from devtools.local_stack.moto_index import speed_ups
-
-            stack.enter_context(speed_ups())
-        yield f"http://127.0.0.1:{port}"
+    try:
+        with atomic_item_writes():
+            yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
 
 
 def seed(endpoint: str, count: int, now: float) -> tuple[Any, Any, str]:
@@ -175,7 +181,7 @@ def measure(count: int = 5000, *, plain: bool = False, profile: str | None = Non
     now = time.time()
     with moto_server(plain=plain) as endpoint:
         admin, meter, entity = seed(endpoint, count, now)
-        report: dict[str, Any] = {"events": count, "moto_index": not plain, "questions": {}}
+        report: dict[str, Any] = {"events": count, "moto": "plain" if plain else "local stack", "questions": {}}
         for name, ask in questions(admin, entity).items():
             times = []
             answer: Any = None
@@ -201,13 +207,41 @@ def measure(count: int = 5000, *, plain: bool = False, profile: str | None = Non
     return report
 
 
+def compare(count: int, profile: str | None = None) -> dict[str, Any]:
+    """Both servers in this run: each question's median on each, and baseline / local stack."""
+    local = measure(count, plain=False, profile=profile)
+    plain = measure(count, plain=True)
+    rows = {}
+    for name, mine in local["questions"].items():
+        base = plain["questions"][name]
+        assert (mine["items"], mine["calls"]) == (base["items"], base["calls"]), (name, mine, base)
+        rows[name] = {
+            "local_stack_ms": mine["median_ms"],
+            "plain_moto_ms": base["median_ms"],
+            "ratio": round(base["median_ms"] / max(mine["median_ms"], 0.1), 1),
+            "calls": mine["calls"],
+            "rru": mine["rru"],
+            "entries_read": mine["entries_read"],
+        }
+    return {"events": count, "questions": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--plain-moto", action="store_true")
+    parser.add_argument("--only", choices=("local", "plain"))
     parser.add_argument("--profile")
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.events, plain=args.plain_moto, profile=args.profile), indent=1))
+    if args.only:
+        report = measure(args.events, plain=args.only == "plain", profile=args.profile)
+    else:
+        report = compare(args.events, profile=args.profile)
+        print(f"{'question':18} {'local stack':>12} {'plain moto':>11} {'ratio':>6}  calls")
+        for name, row in report["questions"].items():
+            calls = ", ".join(f"{n} {k}" for k, n in row["calls"].items())
+            local, plain = row["local_stack_ms"], row["plain_moto_ms"]
+            print(f"{name:18} {local:>9.1f} ms {plain:>8.1f} ms {row['ratio']:>5.1f}x  {calls}")
+    print(json.dumps(report, indent=1))
     return 0
 
 

@@ -314,7 +314,7 @@ PAGES = {
     "timeline": "/entities/workorder/44001",
     "dlq": "/dlq",
 }
-LOADS = 3  # each page three times: the median of three (the listings cost seconds each on moto)
+LOADS = 5  # each page five times: the median of five
 
 
 def test_pages_load_quickly_with_5000_events_in_the_table(stack, console, page, shots):
@@ -345,22 +345,27 @@ def test_pages_load_quickly_with_5000_events_in_the_table(stack, console, page, 
             "console_median_ms": round(statistics.median(t["console"] for t in loads), 1),
         }
         page.screenshot(path=shots / f"5000-{name}.png", full_page=True)
-    report = {"events_in_table": 5000, "seed_s": round(seeded_s, 2), "first_overview_s": round(first_count_s, 2)}
+    report = {
+        "events_in_table": 5000,
+        "seed_s": round(seeded_s, 2),
+        "first_overview_s": round(first_count_s, 2),
+        "target_ms": TARGET_MS,
+        "over_target": sorted(name for name, f in figures.items() if f["load_median_ms"] >= TARGET_MS),
+    }
     (shots / "page-load.json").write_text(json.dumps(report | {"pages": figures}, indent=2))
     print("\npage loads with 5,000 events:", json.dumps(report | {"pages": figures}, indent=1))
 
     # Then the console's own part of every page (routing, templates) is a few milliseconds,
-    # and every page whose admin call is a read by key, a peek or the overview's memory loads
-    # within a generous bound. The listings' time is the admin API's on moto, which reads
-    # the whole table for each Query it serves (figures in page-load.json), so it is
-    # reported, not asserted.
+    # and every page loads within a generous bound (the machine is shared: the 300 ms target
+    # is reported in page-load.json, not asserted). A listing page is the admin API's 33
+    # DynamoDB calls on moto (32 shards of Recent, then one BatchGetItem): most of its time.
     assert all(f["console_median_ms"] < CONSOLE_BOUND_MS for f in figures.values()), figures
-    slow = {name: figures[name] for name in BOUNDED_PAGES if figures[name]["load_median_ms"] > BOUND_MS}
+    slow = {name: figure for name, figure in figures.items() if figure["load_median_ms"] > BOUND_MS}
     assert not slow, slow
 
 
 CONSOLE_BOUND_MS = 100
-BOUNDED_PAGES = ("overview", "event", "dlq")
+TARGET_MS = 300  # the issue's target for every page, median of LOADS
 
 
 # navigation start to the load event's end, and the console's Server-Timing split of the
