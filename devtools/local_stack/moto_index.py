@@ -31,11 +31,12 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 _narrow = threading.local()  # the partition the current thread's Table.query asks for
-# Partitions listed once per table state: every moto write bumps ``_writes`` when it returns
-# (the backend's writes, PartiQL, and Table.put_item/delete_item under them), and a cached
-# partition list is used only while ``_writes`` is what it was before that list was made.
+# An index's partitions, all listed in one pass over the table, once per table state: every
+# moto write bumps ``_writes`` when it returns (the backend's writes, PartiQL, and
+# Table.put_item/delete_item under them), and the cached lists are used only while
+# ``_writes`` is what it was before they were made (a listing page after a write: one pass).
 _writes = [0]
-_cache: dict[tuple[int, str, Any], tuple[int, Any, list[Any]]] = {}
+_cache: dict[tuple[Any, ...], tuple[int, Any, dict[tuple[Any, ...], list[Any]]]] = {}
 _cache_lock = threading.Lock()
 _WRITES = (
     ("models", "DynamoDBBackend", "put_item"),
@@ -202,24 +203,51 @@ def _partition(table: Any, kind: str, value: Any, all_items: Callable[[Any], lis
         items = list(found.values()) if table.range_key_attr else [found]
         return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
     conditions, ranges = value
-    key = (id(table), ranges, tuple((n, v.type, str(v.value)) for n, v in sorted(conditions.items())))
+    names = tuple(sorted(conditions))
+    try:
+        wanted = tuple(_group_key(conditions[name]) for name in names)
+    except TypeError:  # a value that cannot be a dict key: compare item by item
+        return sorted(
+            (item for item in _every_item(table) if all(_equal(item.attrs.get(n), v) for n, v in conditions.items())),
+            key=lambda x: _index_order(x, ranges),
+        )
+    key = (id(table), names, ranges)
     writes = _writes[0]  # read before listing: a write during the listing makes this list stale at once
     with _cache_lock:
         cached = _cache.get(key)
-    if cached is not None and cached[0] == writes and cached[1] is table:
-        return list(cached[2])
-    items = sorted(
-        (
-            item
-            for item in table.items.values()
-            for item in (item.values() if table.range_key_attr else (item,))
-            if all(_equal(item.attrs.get(name), expected) for name, expected in conditions.items())
-        ),
-        key=lambda x: _index_order(x, ranges),
-    )
-    with _cache_lock:
-        _cache[key] = (writes, table, items)
-    return list(items)
+    if cached is None or cached[0] != writes or cached[1] is not table:
+        # every partition of the index in one pass over the table: a listing asks for all 32
+        groups: dict[tuple[Any, ...], list[Any]] = {}
+        for item in _every_item(table):
+            found = [item.attrs.get(name) for name in names]
+            if any(value is None for value in found):
+                continue
+            try:
+                group = tuple(_group_key(value) for value in found)
+            except TypeError:
+                continue  # a set or a map as a key value: no key condition matches it
+            groups.setdefault(group, []).append(item)
+        for members in groups.values():
+            members.sort(key=lambda x: _index_order(x, ranges))
+        cached = (writes, table, groups)
+        with _cache_lock:
+            _cache[key] = cached
+    return list(cached[2].get(wanted, ()))
+
+
+def _every_item(table: Any) -> Iterator[Any]:
+    for stored in table.items.values():
+        yield from (stored.values() if table.range_key_attr else (stored,))
+
+
+def _group_key(value: Any) -> tuple[Any, ...]:
+    """A dict key equal for two values exactly when moto finds them equal (``_equal``):
+    strings and binaries by type and raw value, the rest as DynamoType hashes and compares
+    them (type and cast value); TypeError for a value that cannot be hashed."""
+    if value.type in ("S", "B") and isinstance(value.value, str | bytes):
+        return ("raw", value.type, value.value)
+    hash(value)
+    return ("typed", value)
 
 
 def _index_order(item: Any, ranges: tuple[str, ...]) -> tuple[Any, ...]:

@@ -45,6 +45,7 @@ from typing import Any
 THREADS = 48  # worker threads: long polls (up to 20 s each) take one each while they wait
 BACKLOG = 256  # listen backlog: a burst of new connections (load tests, sam local containers)
 IDLE_S = 60  # a kept-alive connection unused this long is closed (the SDK reconnects)
+KEEP_ALIVE = 512  # idle connections kept open (cheroot's default, 10, is fewer than the stack's SDK pools hold)
 STOP_S = 2  # how long stop() waits for workers still busy (a long poll ends by itself)
 
 
@@ -69,6 +70,7 @@ class MotoServer:
             shutdown_timeout=STOP_S,
             server_name="moto",
         )
+        server.keep_alive_conn_limit = KEEP_ALIVE
         server.prepare()  # binds now: an OSError (port taken) is raised here, to the caller
         # cheroot leaves SO_REUSEADDR off on a port it was asked to choose (port 0); the
         # connections it accepts inherit the flag, and without it the kept-alive ones the
