@@ -1,4 +1,15 @@
-"""A local-stack-only speed-up of moto's DynamoDB Query: only the partition is walked.
+"""Local-stack-only speed-ups of moto: the same answers, in less time (``speed_ups()`` applies them all).
+
+- :func:`indexed_queries`: a Query walks its partition, not the whole table (below); an
+  index projection copies top-level strings instead of listing the whole item; a sort
+  on string keys compares strings, not DynamoType objects;
+- :func:`fast_attribute_values`: DynamoDB items are written to JSON directly, byte for
+  byte as moto's generic, shape-driven serializer writes them;
+- :func:`cached_module_list`, :func:`cached_handler_methods`: what moto lists on every
+  request (its modules, a handler's methods) is listed once.
+
+The local stack's moto process (``moto_server.py``) runs under them; ``tests/unit/test_moto_index.py``
+compares answers (and whole response bodies) with and without them.
 
 moto (5.x, ``moto/dynamodb/models/table.py``, ``Table.query``) serves every Query by
 listing the WHOLE table (``Table.all_items``: every item, sorted by key) and then keeping
