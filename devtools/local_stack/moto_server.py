@@ -13,7 +13,7 @@ connections, and a fixed pool of worker threads. Written here rather than taken 
 moto because moto offers only the Werkzeug server; cheroot is small, pure Python and
 maintained with CherryPy. Nothing deployed uses it.
 
-:class:`MotoProcess` runs it in a child process (``python -m devtools.local_stack.moto_server``),
+:class:`MotoProcess` runs it in a child process (this module's ``main``),
 as DynamoDB and SQS are services of their own: moto's work (parsing, the backends,
 answers) then runs on one core while the functions' SDK work runs on another, instead
 of both taking turns on one interpreter lock. With the admin API's 33 calls a listing
@@ -114,7 +114,9 @@ class MotoProcess:
     def start(self, timeout: float = 60) -> None:
         root = Path(__file__).resolve().parents[2]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "layers" / "common"), str(root)])}
-        args = [sys.executable, "-m", "devtools.local_stack.moto_server", self.host, str(self.requested_port)]
+        # -c rather than -m: the package imports this module, and -m would run a second copy of it
+        child = "import sys; from devtools.local_stack.moto_server import main; raise SystemExit(main(sys.argv[1:]))"
+        args = [sys.executable, "-c", child, self.host, str(self.requested_port)]
         self._child = subprocess.Popen(  # noqa: S603 - this interpreter, this module
             [*args, *self.extra_hosts],
             stdin=subprocess.PIPE,
@@ -168,7 +170,7 @@ def _until_eof(stopping: threading.Event) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m devtools.local_stack.moto_server HOST PORT [MORE_HOSTS...]``: serve until told to stop.
+    """``main([HOST, PORT, MORE_HOSTS...])``, in the child: serve until told to stop.
 
     Prints one JSON line when ready: ``{"port", "bound", "problems"}`` or ``{"error"}``.
     """
@@ -207,7 +209,3 @@ def main(argv: list[str]) -> int:
         threading.Thread(target=_until_eof, args=(stopping,), daemon=True).start()
         stopping.wait()
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
