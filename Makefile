@@ -20,7 +20,7 @@ export PYTHONPATH := $(CURDIR)/layers/common:$(CURDIR)
 PORT ?= 3000
 
 .DEFAULT_GOAL := help
-.PHONY: help check-python install install-sam install-scan scan load run send test test-fast lint format validate build deploy bench events clean admin soak
+.PHONY: help check-python install install-sam install-scan scan load run send test test-fast lint format validate build deploy bench bench-listing events clean admin soak
 
 ## help: this list
 help:
@@ -168,6 +168,10 @@ events: install
 ## bench: cold start, per-request cost, throughput, as ratios to a baseline; writes docs/benchmarks.md
 bench: install install-sam build
 	$(PY) -m devtools.bench
+
+## bench-listing: the admin listings on 5,000 events: the local stack's moto against plain moto, as ratios (EVENTS=N)
+bench-listing: install
+	$(PY) -m devtools.bench.listing --events $(or $(EVENTS),5000)
 
 ## clean: remove the build output and the tools' caches
 clean:
