@@ -4,8 +4,9 @@
 (every shard of ``Recent`` and ``Attention``, a projection of a few attributes).
 Measured on the local stack with 5,000 events in the table: about 2.3 s (the browser
 tier's ``first_overview_s``; it was 9 to 15 s before the local stack's moto read only the
-partition a Query asks for); on DynamoDB a busy day is still tens of Query pages. An overview that waited for that on every load would be slow exactly when
-someone looks at it during an incident. So the console keeps the last answer: a page
+partition a Query asks for); on DynamoDB a busy day is still tens of Query pages. An
+overview that waited for that on every load would be slow exactly when someone looks at
+it during an incident. So the console keeps the last answer: a page
 load gets it at once (saying how old it is), and when it is older than ``max_age`` one
 background refresh is started; the next load shows the new numbers. The first load
 waits for the first answer; ``fresh`` (the page's "refresh now") waits for a new one.
