@@ -34,6 +34,7 @@ and the listings' cost on DynamoDB (calls, read units) is measured by
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import threading
@@ -49,6 +50,8 @@ _narrow = threading.local()  # the partition the current thread's Table.query as
 _writes = [0]
 _cache: dict[tuple[Any, ...], tuple[int, Any, dict[tuple[Any, ...], list[Any]]]] = {}
 _cache_lock = threading.Lock()
+# moto's sort of a cached partition list, by (its id, the sort attributes): (that list, sorted)
+_sorted: dict[tuple[int, tuple[str, ...]], tuple[list[Any], list[Any]]] = {}
 _WRITES = (
     ("models", "DynamoDBBackend", "put_item"),
     ("models", "DynamoDBBackend", "update_item"),
@@ -79,21 +82,25 @@ def indexed_queries() -> Iterator[None]:
     def partition_query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         arguments = signature.bind(self, hash_key, *args, **kwargs).arguments
         index_name, conditions = arguments.get("index_name"), arguments.get("hash_key_conditions")
+        shallow = False
         if index_name:
             if not conditions:
                 return query(self, hash_key, *args, **kwargs)
-            ranges = [k["AttributeName"] for k in self.get_index(index_name).schema if k["KeyType"] == "RANGE"]
+            index = self.get_index(index_name)
+            ranges = [k["AttributeName"] for k in index.schema if k["KeyType"] == "RANGE"]
             wanted: Any = ("index", (dict(conditions), tuple(ranges)))
+            # its results are projected into new items right after moto deep-copies them
+            shallow = (index.projection or {}).get("ProjectionType") in ("INCLUDE", "KEYS_ONLY")
         elif hash_key is not None:
             wanted = ("table", hash_key)
         else:
             return query(self, hash_key, *args, **kwargs)
-        previous = getattr(_narrow, "wanted", None)
-        _narrow.wanted = (self, wanted)
+        previous = (getattr(_narrow, "wanted", None), getattr(_narrow, "source", None), _shallow())
+        _narrow.wanted, _narrow.shallow = (self, wanted), shallow
         try:
             return query(self, hash_key, *args, **kwargs)
         finally:
-            _narrow.wanted = previous
+            _narrow.wanted, _narrow.source, _narrow.shallow = previous[0], previous[1], previous[2]
 
     def narrowed_items(self: Any) -> list[Any]:
         current = getattr(_narrow, "wanted", None)
@@ -101,13 +108,18 @@ def indexed_queries() -> Iterator[None]:
             return all_items(self)
         _narrow.wanted = None  # the one call Table.query makes
         kind, value = current[1]
-        return _partition(self, kind, value, all_items)
+        source = _partition(self, kind, value, all_items)
+        _narrow.source = source  # what Table.sorted_items may be handed back, in this order
+        return list(source)
 
     from moto.dynamodb.models.dynamo_type import Item
 
     project, sorted_items = Item.__dict__["project"], Table.__dict__["sorted_items"]
 
+    from moto.dynamodb.models import table as table_module
+
     partition_query._partition_only = True  # type: ignore[attr-defined]
+    table_module.copy = _QueryCopy()  # type: ignore[assignment]
     Table.query = partition_query  # type: ignore[method-assign]
     Table.all_items = narrowed_items  # type: ignore[method-assign]
     Table.sorted_items = _text_sorted_items(sorted_items)  # type: ignore[method-assign]
@@ -116,12 +128,38 @@ def indexed_queries() -> Iterator[None]:
     try:
         yield
     finally:
+        table_module.copy = copy
         Table.query = query  # type: ignore[method-assign]
         Table.all_items = all_items  # type: ignore[method-assign]
         Table.sorted_items = sorted_items  # type: ignore[method-assign]
         Item.project = project  # type: ignore[method-assign]
         restore()
         _cache.clear()
+
+
+def _shallow() -> bool:
+    return bool(getattr(_narrow, "shallow", False))
+
+
+class _QueryCopy:
+    """``copy`` as moto's ``models/table.py`` sees it while :func:`indexed_queries` runs.
+
+    ``Table.query`` deep-copies its results (whole items, with every nested attribute)
+    and, on an index, projects each copy into a new item. For an INCLUDE or KEYS_ONLY
+    index the projection builds new attribute values from the item it is given (strings,
+    which cannot change, are shared), so the deep copy made first is never seen: during
+    such a query (:func:`_shallow`) the results list is copied and its items are not.
+    Every other deep copy (ALL projections, the table, scans, backups) is ``copy.deepcopy``.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+    @staticmethod
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        if type(value) is list and _shallow():
+            return list(value)
+        return copy.deepcopy(value, memo)
 
 
 def _top_level_project(project: Callable[..., Any]) -> Callable[..., Any]:
@@ -165,13 +203,27 @@ def _text_sorted_items(sorted_items: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(sorted_items)
     def text_sorted_items(self: Any, hash_key_attrs: Any, range_key_attrs: Any, items: list[Any]) -> list[Any]:
-        by = self._generate_attr_to_sort_by(hash_key_attrs, range_key_attrs)
+        by = tuple(self._generate_attr_to_sort_by(hash_key_attrs, range_key_attrs))
+        # handed the whole cached partition, in its order (nothing filtered out): the sort of
+        # the same list by the same key gives the same list, so the first one is kept
+        source: list[Any] | None = getattr(_narrow, "source", None)
+        whole = source is not None and len(items) == len(source)
+        whole = whole and all(a is b for a, b in zip(items, source or (), strict=True))
+        if whole:
+            with _cache_lock:
+                kept = _sorted.get((id(source), by))
+            if kept is not None and kept[0] is source:
+                items[:] = kept[1]
+                return items
         try:
             keys = [tuple(_text(item.attrs[name]) for name in by) for item in items]
         except (KeyError, _Unusual):
             return sorted_items(self, hash_key_attrs, range_key_attrs, items)
         order = sorted(range(len(items)), key=keys.__getitem__)
         items[:] = [items[i] for i in order]
+        if whole and source is not None:
+            with _cache_lock:
+                _sorted[(id(source), by)] = (source, list(items))
         return items
 
     return text_sorted_items
@@ -243,7 +295,8 @@ def _partition(table: Any, kind: str, value: Any, all_items: Callable[[Any], lis
         cached = (writes, table, groups)
         with _cache_lock:
             _cache[key] = cached
-    return list(cached[2].get(wanted, ()))
+            _sorted.clear()  # sorts of lists made before this write
+    return cached[2].get(wanted, [])
 
 
 def _every_item(table: Any) -> Iterator[Any]:
