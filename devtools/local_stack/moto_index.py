@@ -2,7 +2,9 @@
 
 - :func:`indexed_queries`: a Query walks its partition, not the whole table (below); an
   index projection copies top-level strings instead of listing the whole item; a sort
-  on string keys compares strings, not DynamoType objects;
+  on string keys compares strings, not DynamoType objects, and is kept per partition
+  until the next write; a projected index query's results are not deep-copied before
+  their projection builds new items (:class:`_QueryCopy`);
 - :func:`fast_attribute_values`: DynamoDB items are written to JSON directly, byte for
   byte as moto's generic, shape-driven serializer writes them;
 - :func:`cached_module_list`, :func:`cached_handler_methods`: what moto lists on every
