@@ -33,13 +33,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 THREADS = 48  # worker threads: long polls (up to 20 s each) take one each while they wait
@@ -50,7 +48,7 @@ STOP_S = 2  # how long stop() waits for workers still busy (a long poll ends by 
 
 
 class MotoServer:
-    """``start()``/``stop()``/``get_host_and_port()`` as ``moto.server.ThreadedMotoServer``."""
+    """moto's app on ``ip_address``:``port`` (0: any free port, then ``port`` says which); ``start()``, ``stop()``."""
 
     def __init__(self, ip_address: str = "127.0.0.1", port: int = 0) -> None:
         self._address = (ip_address, port)
@@ -85,10 +83,6 @@ class MotoServer:
     def port(self) -> int:
         return int(self._server.bind_addr[1])
 
-    def get_host_and_port(self) -> tuple[str, int]:
-        host, port = self._server.bind_addr[:2]
-        return str(host), int(port)
-
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
@@ -97,11 +91,11 @@ class MotoServer:
 
 
 class MotoProcess:
-    """moto in a child process, on ``addresses`` (the first one's port may be 0: any free port).
+    """moto in a child process, on ``host``:``port`` (0: any free port) and the same port of each of ``extra_hosts``.
 
-    ``start()`` returns once every address is bound, or raises with the child's words;
-    the port chosen is ``port``; ``bound`` lists the addresses served (a later address
-    that could not be bound is left out, with a warning in ``problems``).
+    ``start()`` returns once ``host`` is bound, or raises with the child's words; the port
+    chosen is ``port``; ``bound`` lists the addresses served (an extra host that could not
+    be bound is left out, with the reason in ``problems``).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, extra_hosts: tuple[str, ...] = ()) -> None:
@@ -112,8 +106,9 @@ class MotoProcess:
         self._child: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 60) -> None:
-        root = Path(__file__).resolve().parents[2]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "layers" / "common"), str(root)])}
+        from devtools.local_stack.process import python_env
+        from devtools.local_stack.template import ROOT
+
         # -c rather than -m: the package imports this module, and -m would run a second copy of it
         child = "import sys; from devtools.local_stack.moto_server import main; raise SystemExit(main(sys.argv[1:]))"
         args = [sys.executable, "-c", child, self.host, str(self.requested_port)]
@@ -122,8 +117,8 @@ class MotoProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            cwd=root,
-            env=env,
+            cwd=ROOT,
+            env=python_env(),
         )
         assert self._child.stdout is not None
         ready = _read_line(self._child.stdout, timeout)

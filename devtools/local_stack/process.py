@@ -18,6 +18,11 @@ from devtools.local_stack.template import ROOT
 from devtools.samples import LOCAL_SECRET
 
 
+def python_env() -> dict[str, str]:
+    """This environment, with the layer and the repository importable: a child's, as ``make`` sets it."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)])}
+
+
 class LocalStackProcess:
     """``python -m devtools.local_stack`` in a child process, for tests and tools.
 
@@ -93,12 +98,7 @@ class LocalStackProcess:
 
     def start(self) -> dict[str, Any]:
         ready = Path(self._dir.name) / "ready.json"
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)]),
-            "PYTHONUNBUFFERED": "1",
-            **self.env,
-        }
+        env = {**python_env(), "PYTHONUNBUFFERED": "1", **self.env}
         started = time.perf_counter()
         with self.log_path.open("wb") as log_file:
             self.process = subprocess.Popen(

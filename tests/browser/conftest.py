@@ -31,6 +31,7 @@ import pytest
 
 from devtools import samples
 from devtools.local_stack import LocalStackProcess
+from devtools.local_stack.process import python_env
 from tests.conftest import ROOT
 from tests.e2e.conftest import deliver
 
@@ -39,11 +40,6 @@ SHOTS = ROOT / "test-output" / "console"
 PARAMS = {"BackoffBaseSeconds": "3600", "BackoffCapSeconds": "3600", "BackoffJitter": "0"}
 
 pytestmark = pytest.mark.browser
-
-
-def python_env() -> dict[str, str]:
-    """This environment, with the layer and the repository importable (as ``make`` sets PYTHONPATH)."""
-    return {**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'common'}:{ROOT}"}
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 
 from devtools import samples
 from devtools.local_stack import ROOT, LocalStackProcess
+from devtools.local_stack.process import python_env
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +74,7 @@ def test_ready_fast_a_cli_delivery_processed_fast_and_ctrl_c_leaves_nothing():
         sent = subprocess.run(
             [sys.executable, "-m", "devtools.send", "--url", stack.info["webhook_url"], "--format", "generic"],
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'common'}{os.pathsep}{ROOT}"},
+            env=python_env(),
             capture_output=True,
             text=True,
             timeout=30,

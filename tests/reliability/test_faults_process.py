@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import boto3
 import pytest
 
 from devtools import samples
+from devtools.local_stack.process import python_env
 from mx_webhooks import store as store_module
 from mx_webhooks.registry import Registry
 from tests.conftest import REGION, ROOT, LambdaContext, table_definition
@@ -67,7 +67,7 @@ def test_a_consumer_killed_inside_a_handler_is_finished_by_the_retry_without_rer
         MessageBody=body,
         MessageAttributes={"eventId": {"DataType": "String", "StringValue": "evt_killed"}},
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)])}
+    env = python_env()
     worker = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "tests.reliability.crash_worker", str(tmp_path)], cwd=ROOT, env=env
     )
