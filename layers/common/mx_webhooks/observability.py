@@ -157,6 +157,17 @@ def _compact(value: float) -> float:
 
 
 @contextlib.contextmanager
+def _bound(name: str, value: Any) -> Iterator[None]:
+    """This thread's ``_pending.<name>`` is ``value`` for the block, then what it was."""
+    previous = getattr(_pending, name, None)
+    setattr(_pending, name, value)
+    try:
+        yield
+    finally:
+        setattr(_pending, name, previous)
+
+
+@contextlib.contextmanager
 def metrics_batch() -> Iterator[None]:
     """Collect this thread's metrics and write them as one EMF line (or a few) at the end.
 
@@ -202,13 +213,11 @@ def invocation_metrics() -> Iterator[list[Any]]:
     written; Lambda's Errors metric counts the timeout; the records come back and count
     as duplicates).
     """
-    previous = getattr(_pending, "sink", None)
     sink: list[Any] = []
-    _pending.sink = sink
     try:
-        yield sink
+        with _bound("sink", sink):
+            yield sink
     finally:
-        _pending.sink = previous
         if sink:
             _write(_documents(sink))
 
@@ -221,12 +230,8 @@ def current_sink() -> list[Any] | None:
 @contextlib.contextmanager
 def joined_sink(sink: list[Any] | None) -> Iterator[None]:
     """In a worker thread: its record batches go to another thread's ``invocation_metrics``."""
-    previous = getattr(_pending, "sink", None)
-    _pending.sink = sink
-    try:
+    with _bound("sink", sink):
         yield
-    finally:
-        _pending.sink = previous
 
 
 def current_batch() -> list[Any] | None:
@@ -238,12 +243,8 @@ def current_batch() -> list[Any] | None:
 def joined_batch(batch: list[Any] | None) -> Iterator[None]:
     """In a worker thread: this thread's metrics join ``batch``, another thread's open batch
     (a handler run in the consumer's pool reports in its event's line). ``list.append`` is atomic."""
-    previous = getattr(_pending, "batch", None)
-    _pending.batch = batch
-    try:
+    with _bound("batch", batch):
         yield
-    finally:
-        _pending.batch = previous
 
 
 def log_with_metrics(message: str, **fields: Any) -> None:
